@@ -1,0 +1,97 @@
+# Stowage: the two commands a user needs are `make run` and `make test`; everything else is a
+# step they call. Every step is idempotent, so a second `make setup` costs a few seconds.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+TOP      := $(CURDIR)
+VENV     := $(TOP)/.venv
+PY       := $(VENV)/bin/python
+TOOLS    := $(TOP)/.tools/bin
+GO       ?= go
+export PATH := $(TOOLS):$(VENV)/bin:/usr/local/go/bin:$(PATH)
+
+CRI_TOOLS_VERSION := v1.36.0
+CSI_TEST_VERSION  := v5.6.0
+
+# Debian packages: the OCI runtimes and monitor we drive, the reference peers we compare with,
+# a real registry for pull tests, and what test images are built from.
+APT_PACKAGES := runc crun conmon docker-registry containerd containernetworking-plugins \
+	busybox nginx-light procps util-linux iptables nftables iproute2 zstd gcc libc6-dev \
+	e2fsprogs
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup apt venv proto tools run test unit lint bench conformance-cri \
+	conformance-csi e2e-kubelet clean
+
+help:
+	@echo "make run    - set up and bring the node stack up (CRI socket /run/stowage/stowage.sock)"
+	@echo "make test   - set up and run every test (unit, root integration, conformance)"
+	@echo "other targets: setup lint proto bench conformance-cri conformance-csi e2e-kubelet"
+
+setup: apt venv proto tools
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing Debian packages: $$missing"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The venv is rebuilt only when pyproject.toml changes.
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+proto: $(TOP)/cri_shim/_pb/api_pb2.py
+$(TOP)/cri_shim/_pb/api_pb2.py: proto/pins.txt proto/generate.sh $(VENV)/.stamp
+	PYTHON=$(PY) proto/generate.sh
+
+tools: $(TOOLS)/crictl $(TOOLS)/critest $(TOOLS)/csi-sanity
+
+$(TOOLS)/crictl:
+	GOBIN=$(TOOLS) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
+
+# cmd/critest holds only a _test.go file: it is built with `go test -c` from a module of ours.
+$(TOOLS)/critest: tests/e2e/critest/go.mod tests/e2e/critest/go.sum
+	mkdir -p $(TOOLS)
+	cd tests/e2e/critest && $(GO) test -c -o $(TOOLS)/critest sigs.k8s.io/cri-tools/cmd/critest
+
+$(TOOLS)/csi-sanity:
+	GOBIN=$(TOOLS) $(GO) install github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_TEST_VERSION)
+
+run: setup
+	$(PY) -m cri_shim.devrun
+
+unit: venv proto
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory conformance-cri
+
+lint: venv proto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy cri_shim images cni_bridge csi_hostpath
+
+conformance-cri: setup
+	$(PY) -m tests.e2e.critest_run
+
+conformance-csi: setup
+	@echo "conformance-csi: the CSI driver has not landed yet (issue: CSI host-path driver)"; exit 1
+
+e2e-kubelet: setup
+	@echo "e2e-kubelet: needs the runtime service (issue: runtime service)"; exit 1
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf build .cache cri_shim/_pb csi_hostpath/_pb
