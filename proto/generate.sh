@@ -25,7 +25,7 @@ grep -v -E '^\s*(#|$)' "$here/pins.txt" | while read -r module version sum file 
     chmod u+w "$work/src/$package/$(basename "$file")"
     mkdir -p "$top/$package"
     "$python" -m grpc_tools.protoc -I "$work/src" \
-        --python_out="$top" --pyi_out="$top" --grpc_python_out="$top" \
+        --python_out="$top" --grpc_python_out="$top" \
         "$work/src/$package/$(basename "$file")"
     printf '"""Generated from %s@%s by proto/generate.sh; do not edit."""\n' "$module" "$version" \
         > "$top/$package/__init__.py"
