@@ -1,0 +1,113 @@
+"""``stowage-cri``: the CRI daemon. Serves the ImageService and RuntimeService on a unix socket
+that only root can use."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import replace
+
+import grpc
+
+from cri_shim._pb import api_pb2_grpc as pb_grpc
+from cri_shim.config import Config, ConfigError, load_config
+from cri_shim.interceptors import ErrorInterceptor
+from cri_shim.logs import setup_logging
+from cri_shim.service.image_service import ImageService
+from cri_shim.service.runtime_service import RuntimeService
+from images.store import ImageStore
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger("stowage.cri")
+
+
+def _socket_path(endpoint: str) -> str:
+    return endpoint.removeprefix("unix://")
+
+
+def open_store(cfg: Config) -> ImageStore:
+    return ImageStore(
+        os.path.join(cfg.cri.root, "images"),
+        registry_config_dir=cfg.images.registry_config_dir,
+        max_concurrent_downloads=cfg.images.max_concurrent_downloads,
+    )
+
+
+def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
+    path = _socket_path(cfg.cri.socket)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    store = open_store(cfg)
+    store.recover()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cri"),
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", 16 << 20),
+            ("grpc.max_send_message_length", 16 << 20),
+        ],
+    )
+    pb_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
+    pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(), server)
+    # The socket is created under a 077 umask so it is never reachable by others, not even for
+    # the moment between bind and chmod.
+    old = os.umask(0o077)
+    try:
+        server.add_insecure_port(f"unix://{path}")
+        server.start()
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    log.info("serving", extra={"socket": path, "root": cfg.cri.root})
+    if ready is not None:
+        ready.set()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stowage-cri", description="Stowage CRI daemon")
+    parser.add_argument("--config", help="config file (default /etc/stowage/config.toml)")
+    parser.add_argument("--socket", help="override cri.socket")
+    parser.add_argument("--root", help="override cri.root")
+    parser.add_argument("--registry-config-dir", help="override images.registry_config_dir")
+    parser.add_argument("--log-level", help="override log.level")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"stowage-cri: {exc}", file=sys.stderr)
+        return 2
+    if args.socket:
+        cfg = replace(cfg, cri=replace(cfg.cri, socket=args.socket))
+    if args.root:
+        cfg = replace(cfg, cri=replace(cfg.cri, root=args.root))
+    if args.registry_config_dir:
+        cfg = replace(cfg, images=replace(cfg.images, registry_config_dir=args.registry_config_dir))
+    if args.log_level:
+        cfg = replace(cfg, log=replace(cfg.log, level=args.log_level))
+    setup_logging(cfg.log.level, cfg.log.format)
+    if os.geteuid() != 0:
+        print("stowage-cri: must run as root", file=sys.stderr)
+        return 2
+    server = serve(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping")
+    server.stop(grace=5).wait()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_socket_path(cfg.cri.socket))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
