@@ -54,7 +54,12 @@ proto: $(TOP)/cri_shim/_pb/api_pb2.py
 $(TOP)/cri_shim/_pb/api_pb2.py: proto/pins.txt proto/generate.sh $(VENV)/.stamp
 	PYTHON=$(PY) proto/generate.sh
 
-tools: $(TOOLS)/crictl $(TOOLS)/critest $(TOOLS)/csi-sanity
+tools: $(TOOLS)/crictl $(TOOLS)/critest $(TOOLS)/csi-sanity $(TOOLS)/stowage-pause
+
+# The process that holds a pod's shared PID namespace: static, a few hundred KB of memory.
+$(TOOLS)/stowage-pause: cri_shim/infra/stowage-pause.c
+	mkdir -p $(TOOLS)
+	gcc -static -Os -Wall -Werror -o $@ $<
 
 $(TOOLS)/crictl:
 	GOBIN=$(TOOLS) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)

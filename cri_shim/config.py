@@ -9,6 +9,15 @@ Keys and defaults (documented in README.md):
     [images]
     registry_config_dir = "/etc/stowage/certs.d"   # <host>/hosts.toml: mirrors, plain http, TLS
     max_concurrent_downloads = 3                   # layers fetched in parallel per pull
+    [runtime]
+    cgroup_driver = "cgroupfs"                     # or "systemd"; reported by RuntimeConfig
+    runc = "runc"                                  # the OCI runtime binary
+    conmon = "conmon"
+    pause = "stowage-pause"                        # holds a pod's shared PID namespace
+    restrict_oom_score_adj = false                 # clamp oom_score_adj to the daemon's own
+    [cni]
+    conf_dir = "/etc/cni/net.d"                    # the first config by name is the network
+    bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
     [log]
     level = "info"
     format = "json"                                # or "text"
@@ -43,6 +52,21 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeSection:
+    cgroup_driver: str = "cgroupfs"
+    runc: str = "runc"
+    conmon: str = "conmon"
+    pause: str = "stowage-pause"
+    restrict_oom_score_adj: bool = False
+
+
+@dataclass(frozen=True)
+class CniSection:
+    conf_dir: str = "/etc/cni/net.d"
+    bin_dirs: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "json"
@@ -52,6 +76,8 @@ class LogConfig:
 class Config:
     cri: CriConfig = field(default_factory=CriConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    cni: CniSection = field(default_factory=CniSection)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -65,7 +91,11 @@ def _section(cls: type[Any], name: str, raw: object) -> Any:
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key}")
         expected = type(getattr(default, key))
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        if expected is tuple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+            value = tuple(value)
+        elif not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
             raise ConfigError(f"{name}.{key} must be of type {expected.__name__}")
         values[key] = value
     return replace(default, **values)
@@ -76,7 +106,13 @@ def parse_config(text: str) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from exc
-    sections = {"cri": CriConfig, "images": ImagesConfig, "log": LogConfig}
+    sections = {
+        "cri": CriConfig,
+        "images": ImagesConfig,
+        "runtime": RuntimeSection,
+        "cni": CniSection,
+        "log": LogConfig,
+    }
     for key in raw:
         if key not in sections:
             raise ConfigError(f"unknown section [{key}]")
@@ -84,6 +120,8 @@ def parse_config(text: str) -> Config:
     cfg = Config(**parts)
     if cfg.images.max_concurrent_downloads < 1:
         raise ConfigError("images.max_concurrent_downloads must be at least 1")
+    if cfg.runtime.cgroup_driver not in ("cgroupfs", "systemd"):
+        raise ConfigError('runtime.cgroup_driver must be "cgroupfs" or "systemd"')
     if cfg.log.format not in ("json", "text"):
         raise ConfigError('log.format must be "json" or "text"')
     return cfg

@@ -16,11 +16,17 @@ from dataclasses import replace
 import grpc
 
 from cri_shim._pb import api_pb2_grpc as pb_grpc
+from cri_shim.cni import Cni
 from cri_shim.config import Config, ConfigError, load_config
+from cri_shim.containers import ContainerManager
 from cri_shim.interceptors import ErrorInterceptor
 from cri_shim.logs import setup_logging
+from cri_shim.oci.runc import Runc
+from cri_shim.pods import PodManager
+from cri_shim.runtime import Paths, Registry
 from cri_shim.service.image_service import ImageService
 from cri_shim.service.runtime_service import RuntimeService
+from cri_shim.spec import RuntimeOptions
 from images.store import ImageStore
 
 __all__ = ["main", "serve"]
@@ -40,6 +46,33 @@ def open_store(cfg: Config) -> ImageStore:
     )
 
 
+def _own_oom_score_adj() -> int:
+    try:
+        with open("/proc/self/oom_score_adj") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
+    """Wires the runtime service and brings its state back from disk."""
+    paths = Paths(root=cfg.cri.root, state=cfg.cri.state)
+    for d in (paths.pods, paths.namespaces, paths.bundles, paths.exits, paths.sockets):
+        os.makedirs(d, mode=0o711, exist_ok=True)
+    reg = Registry(paths)
+    reg.load()
+    runc = Runc(paths.runc_root, cfg.runtime.runc, cfg.runtime.cgroup_driver == "systemd")
+    cni = Cni(cfg.cni.conf_dir, list(cfg.cni.bin_dirs), paths.cni_cache)
+    options = RuntimeOptions(
+        restrict_oom_score_adj=cfg.runtime.restrict_oom_score_adj,
+        daemon_oom_score_adj=_own_oom_score_adj(),
+    )
+    pods = PodManager(reg, cni, cfg.runtime.pause)
+    containers = ContainerManager(reg, store, runc, options, cfg.runtime.cgroup_driver)
+    containers.recover()
+    return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
+
+
 def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
     path = _socket_path(cfg.cri.socket)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -47,6 +80,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
         os.unlink(path)
     store = open_store(cfg)
     store.recover()
+    runtime = build_runtime(cfg, store)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cri"),
         interceptors=[ErrorInterceptor()],
@@ -56,7 +90,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
         ],
     )
     pb_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
-    pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(), server)
+    pb_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
     # The socket is created under a 077 umask so it is never reachable by others, not even for
     # the moment between bind and chmod.
     old = os.umask(0o077)
@@ -77,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default /etc/stowage/config.toml)")
     parser.add_argument("--socket", help="override cri.socket")
     parser.add_argument("--root", help="override cri.root")
+    parser.add_argument("--state", help="override cri.state")
+    parser.add_argument("--cni-conf-dir", help="override cni.conf_dir")
     parser.add_argument("--registry-config-dir", help="override images.registry_config_dir")
     parser.add_argument("--log-level", help="override log.level")
     args = parser.parse_args(argv)
@@ -89,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, cri=replace(cfg.cri, socket=args.socket))
     if args.root:
         cfg = replace(cfg, cri=replace(cfg.cri, root=args.root))
+    if args.state:
+        cfg = replace(cfg, cri=replace(cfg.cri, state=args.state))
+    if args.cni_conf_dir:
+        cfg = replace(cfg, cni=replace(cfg.cni, conf_dir=args.cni_conf_dir))
     if args.registry_config_dir:
         cfg = replace(cfg, images=replace(cfg.images, registry_config_dir=args.registry_config_dir))
     if args.log_level:

@@ -5,6 +5,7 @@ files on exit, also when the block fails."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -97,53 +98,181 @@ def write_mirrors(config_dir: str, mirror_url: str) -> None:
     write_mirror_config(config_dir, list(MIRRORED_HOSTS), mirror_url)
 
 
-@dataclass(frozen=True)
+@contextlib.contextmanager
+def cni_network(subnet: str = "10.203.0.0/16", bridge: str = "stwcri0") -> Iterator[str]:
+    """A CNI config dir with one network of Debian's reference plugins (bridge, host-local,
+    portmap) on a subnet of the test's own; the bridge, IPAM state and port-map chains are
+    removed on exit."""
+    work = tempfile.mkdtemp(prefix="stowage-cni-")
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "stowage-test",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": f"{work}/ipam",
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    os.makedirs(f"{work}/net.d")
+    with open(f"{work}/net.d/10-stowage-test.conflist", "w") as f:
+        json.dump(conf, f)
+    try:
+        yield f"{work}/net.d"
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        _drop_portmap_chains()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+_PORTMAP_CHAINS = (
+    "CNI-HOSTPORT-DNAT",
+    "CNI-HOSTPORT-SNAT",
+    "CNI-HOSTPORT-MASQ",
+    "CNI-HOSTPORT-SETMARK",
+)
+
+
+def _drop_portmap_chains() -> None:
+    """The reference portmap plugin leaves its top-level chains behind; tests must not."""
+    listing = subprocess.run(
+        ["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in listing.splitlines():
+        if line.startswith("-A ") and any(f"-j {c}" in line for c in _PORTMAP_CHAINS):
+            subprocess.run(
+                ["iptables", "-t", "nat", "-D", *line.split()[1:]], capture_output=True, check=False
+            )
+    for chain in _PORTMAP_CHAINS:
+        for op in ("-F", "-X"):
+            subprocess.run(["iptables", "-t", "nat", op, chain], capture_output=True, check=False)
+
+
 class StowageDaemon:
-    socket: str
-    endpoint: str
-    root: str
-    registry_config_dir: str
-    log_path: str
+    """A running stowage-cri; ``kill`` (SIGKILL, as a crash) and ``start`` again to test
+    recovery."""
+
+    def __init__(self, work: str, argv: list[str]) -> None:
+        self.work = work
+        self.argv = argv
+        self.socket = os.path.join(work, "stowage.sock")
+        self.endpoint = f"unix://{self.socket}"
+        self.root = os.path.join(work, "root")
+        self.state = os.path.join(work, "state")
+        self.registry_config_dir = os.path.join(work, "certs.d")
+        self.log_path = os.path.join(work, "stowage-cri.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=log,
+                cwd=TOP,
+                env=dict(
+                    os.environ, PATH=f"{TOP}/.tools/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+                ),
+            )
+        proc = self.proc
+        wait_for(
+            lambda: os.path.exists(self.socket) or proc.poll() is not None, 30, "stowage-cri socket"
+        )
+        if proc.poll() is not None:
+            with open(self.log_path) as f:
+                raise RuntimeError(f"stowage-cri exited: {f.read()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
 
 
 @contextlib.contextmanager
-def stowage_daemon(mirror_url: str | None = None) -> Iterator[StowageDaemon]:
-    """A stowage-cri with its own root, socket and registry config; removed on exit."""
+def stowage_daemon(
+    mirror_url: str | None = None, cni_conf_dir: str | None = None
+) -> Iterator[StowageDaemon]:
+    """A stowage-cri with its own root, state, socket and registry config; on exit every pod
+    it still has is stopped and removed (by the daemon itself), then the daemon and its files."""
     work = tempfile.mkdtemp(prefix="stowage-cri-")
-    sock = os.path.join(work, "stowage.sock")
-    root = os.path.join(work, "root")
     certs = os.path.join(work, "certs.d")
     os.makedirs(certs)
     if mirror_url is not None:
         write_mirrors(certs, mirror_url)
-    log_path = os.path.join(work, "stowage-cri.log")
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cri_shim.server",
-            "--socket",
-            f"unix://{sock}",
-            "--root",
-            root,
-            "--registry-config-dir",
-            certs,
-            "--log-level",
-            "info",
-        ],
-        stdout=log,
-        stderr=log,
-        cwd=TOP,
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "cri_shim.server",
+        "--socket",
+        f"unix://{work}/stowage.sock",
+        "--root",
+        f"{work}/root",
+        "--state",
+        f"{work}/state",
+        "--registry-config-dir",
+        certs,
+        "--log-level",
+        "info",
+        "--cni-conf-dir",
+        cni_conf_dir or os.path.join(work, "net.d"),
+    ]
+    daemon = StowageDaemon(work, argv)
     try:
-        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, 30, "stowage-cri socket")
-        if proc.poll() is not None:
-            log.flush()
-            with open(log_path) as f:
-                raise RuntimeError(f"stowage-cri exited: {f.read()[-2000:]}")
-        yield StowageDaemon(sock, f"unix://{sock}", root, certs, log_path)
+        daemon.start()
+        yield daemon
     finally:
-        _stop(proc)
-        log.close()
+        with contextlib.suppress(Exception):
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                _remove_all_pods(daemon.endpoint)
+        daemon.stop()
+        _cleanup_state(daemon.state)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_all_pods(endpoint: str) -> None:
+    crictl = os.path.join(TOP, ".tools", "bin", "crictl")
+    base = [crictl, "--runtime-endpoint", endpoint, "--image-endpoint", endpoint]
+    ids = subprocess.run(
+        [*base, "pods", "-q"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout.split()
+    for pod in ids:
+        subprocess.run([*base, "stopp", pod], capture_output=True, timeout=120, check=False)
+        subprocess.run([*base, "rmp", "-f", pod], capture_output=True, timeout=120, check=False)
+
+
+def _cleanup_state(state: str) -> None:
+    """Whatever a crashed test left under the daemon's state: containers, mounts, pins."""
+    runc_root = os.path.join(state, "runc")
+    if os.path.isdir(runc_root):
+        for cid in os.listdir(runc_root):
+            subprocess.run(
+                ["runc", "--root", runc_root, "delete", "--force", cid],
+                capture_output=True,
+                check=False,
+            )
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    for target in sorted((m for m in mounts if m.startswith(state + "/")), reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    if state in mounts:
+        subprocess.run(["umount", "-l", state + "/ns"], capture_output=True, check=False)

@@ -1,10 +1,23 @@
-"""CRI RuntimeService: Version and Status answer; pods and containers are not served yet, and
-the generated base class answers UNIMPLEMENTED for them."""
+"""CRI RuntimeService: each handler converts the request, makes one call into the pod or
+container manager and converts the answer back. Streaming (Exec, Attach, PortForward) is not
+served yet and answers UNIMPLEMENTED through the generated base class."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
 from cri_shim._pb import api_pb2 as pb
 from cri_shim._pb import api_pb2_grpc as pb_grpc
+from cri_shim.cni import Cni
+from cri_shim.containers import ContainerManager, container_config
+from cri_shim.errors import CriError
+from cri_shim.pods import PodManager, sandbox_config
+from cri_shim.runtime import Container, Registry, Sandbox
 
 __all__ = ["RUNTIME_NAME", "RuntimeService"]
 
@@ -13,8 +26,62 @@ RUNTIME_VERSION = "0.1.0"
 # The kubelet refuses a runtime whose Version.version is anything but this.
 KUBE_API_VERSION = "0.1.0"
 
+_CONTAINER_STATE = {
+    "created": pb.CONTAINER_CREATED,
+    "running": pb.CONTAINER_RUNNING,
+    "exited": pb.CONTAINER_EXITED,
+    "unknown": pb.CONTAINER_UNKNOWN,
+}
+
+
+def _labels_match(labels: Any, selector: Any) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _sandbox_message(sb: Sandbox) -> pb.PodSandbox:
+    cfg = sandbox_config(sb)
+    return pb.PodSandbox(
+        id=sb.meta.id,
+        metadata=cfg.metadata,
+        state=pb.SANDBOX_READY if sb.status.state == "ready" else pb.SANDBOX_NOTREADY,
+        created_at=sb.meta.created_ns,
+        labels=cfg.labels,
+        annotations=cfg.annotations,
+        runtime_handler=sb.meta.runtime_handler,
+    )
+
+
+def _container_message(c: Container) -> pb.Container:
+    cfg = container_config(c)
+    return pb.Container(
+        id=c.meta.id,
+        pod_sandbox_id=c.meta.sandbox_id,
+        metadata=cfg.metadata,
+        image=pb.ImageSpec(image=cfg.image.image, user_specified_image=c.meta.image_ref),
+        image_ref=c.meta.image_id,
+        image_id=c.meta.image_id,
+        state=_CONTAINER_STATE[c.status.state],
+        created_at=c.meta.created_ns,
+        labels=cfg.labels,
+        annotations=cfg.annotations,
+    )
+
 
 class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        reg: Registry,
+        pods: PodManager,
+        containers: ContainerManager,
+        cni: Cni,
+        cgroup_driver: str,
+    ) -> None:
+        self.reg = reg
+        self.pods = pods
+        self.containers = containers
+        self.cni = cni
+        self.cgroup_driver = cgroup_driver
+
     def Version(self, request: pb.VersionRequest, context: object) -> pb.VersionResponse:
         return pb.VersionResponse(
             version=KUBE_API_VERSION,
@@ -24,18 +91,234 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         )
 
     def Status(self, request: pb.StatusRequest, context: object) -> pb.StatusResponse:
+        net_ok = self.cni.network() is not None
         conditions = [
-            pb.RuntimeCondition(
-                type="RuntimeReady",
-                status=False,
-                reason="RuntimeServiceNotReady",
-                message="stowage serves the image service only; pods are not supported yet",
-            ),
+            pb.RuntimeCondition(type="RuntimeReady", status=True),
             pb.RuntimeCondition(
                 type="NetworkReady",
-                status=False,
-                reason="NetworkPluginNotReady",
-                message="no pod network: the runtime service is not available yet",
+                status=net_ok,
+                reason="" if net_ok else "NetworkPluginNotReady",
+                message="" if net_ok else f"no CNI network config in {self.cni.conf_dir}",
             ),
         ]
-        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions))
+        info = (
+            {
+                "config": json.dumps(
+                    {"cniConfDir": self.cni.conf_dir, "cniBinDirs": self.cni.bin_dirs}
+                )
+            }
+            if request.verbose
+            else {}
+        )
+        handler = pb.RuntimeHandler(
+            name="",
+            features=pb.RuntimeHandlerFeatures(
+                recursive_read_only_mounts=True, user_namespaces=False
+            ),
+        )
+        return pb.StatusResponse(
+            status=pb.RuntimeStatus(conditions=conditions),
+            info=info,
+            runtime_handlers=[handler, pb.RuntimeHandler(name="runc", features=handler.features)],
+            features=pb.RuntimeFeatures(supplemental_groups_policy=True),
+        )
+
+    def RuntimeConfig(
+        self, request: pb.RuntimeConfigRequest, context: object
+    ) -> pb.RuntimeConfigResponse:
+        driver = pb.SYSTEMD if self.cgroup_driver == "systemd" else pb.CGROUPFS
+        return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=driver))
+
+    def UpdateRuntimeConfig(
+        self, request: pb.UpdateRuntimeConfigRequest, context: object
+    ) -> pb.UpdateRuntimeConfigResponse:
+        return pb.UpdateRuntimeConfigResponse()
+
+    # pods
+
+    def RunPodSandbox(
+        self, request: pb.RunPodSandboxRequest, context: object
+    ) -> pb.RunPodSandboxResponse:
+        return pb.RunPodSandboxResponse(
+            pod_sandbox_id=self.pods.run(request.config, request.runtime_handler)
+        )
+
+    def StopPodSandbox(
+        self, request: pb.StopPodSandboxRequest, context: object
+    ) -> pb.StopPodSandboxResponse:
+        self.pods.stop(request.pod_sandbox_id, self.containers.stop_all)
+        return pb.StopPodSandboxResponse()
+
+    def RemovePodSandbox(
+        self, request: pb.RemovePodSandboxRequest, context: object
+    ) -> pb.RemovePodSandboxResponse:
+        self.pods.remove(request.pod_sandbox_id, self.containers.stop_all, self.containers.remove)
+        return pb.RemovePodSandboxResponse()
+
+    def PodSandboxStatus(
+        self, request: pb.PodSandboxStatusRequest, context: object
+    ) -> pb.PodSandboxStatusResponse:
+        sb = self.reg.need_sandbox(request.pod_sandbox_id)
+        cfg = sandbox_config(sb)
+        msg = _sandbox_message(sb)
+        ips = list(sb.status.ips) if sb.status.state == "ready" else []
+        status = pb.PodSandboxStatus(
+            id=sb.meta.id,
+            metadata=cfg.metadata,
+            state=msg.state,
+            created_at=sb.meta.created_ns,
+            network=pb.PodSandboxNetworkStatus(
+                ip=ips[0] if ips else "",
+                additional_ips=[pb.PodIP(ip=ip) for ip in ips[1:]],
+            ),
+            linux=pb.LinuxPodSandboxStatus(
+                namespaces=pb.Namespace(options=cfg.linux.security_context.namespace_options)
+            ),
+            labels=cfg.labels,
+            annotations=cfg.annotations,
+            runtime_handler=sb.meta.runtime_handler,
+        )
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps(
+                {"netns": sb.meta.netns_path, "ips": ips, "stateDir": sb.meta.state_dir}
+            )
+        containers = []
+        for c in self.reg.containers_of(sb.meta.id):
+            containers.append(self._container_status_message(c))
+        return pb.PodSandboxStatusResponse(
+            status=status, info=info, containers_statuses=containers, timestamp=time.time_ns()
+        )
+
+    def _list_sandboxes(self, f: pb.PodSandboxFilter) -> list[pb.PodSandbox]:
+        out = []
+        for sb in list(self.reg.sandboxes.values()):
+            if f.id and not sb.meta.id.startswith(f.id):
+                continue
+            msg = _sandbox_message(sb)
+            if f.HasField("state") and msg.state != f.state.state:
+                continue
+            if not _labels_match(msg.labels, f.label_selector):
+                continue
+            out.append(msg)
+        return out
+
+    def ListPodSandbox(
+        self, request: pb.ListPodSandboxRequest, context: object
+    ) -> pb.ListPodSandboxResponse:
+        return pb.ListPodSandboxResponse(items=self._list_sandboxes(request.filter))
+
+    def StreamPodSandboxes(
+        self, request: pb.StreamPodSandboxesRequest, context: object
+    ) -> Iterator[pb.StreamPodSandboxesResponse]:
+        for item in self._list_sandboxes(request.filter):
+            yield pb.StreamPodSandboxesResponse(pod_sandbox=item)
+
+    # containers
+
+    def CreateContainer(
+        self, request: pb.CreateContainerRequest, context: object
+    ) -> pb.CreateContainerResponse:
+        cid = self.containers.create(request.pod_sandbox_id, request.config, request.sandbox_config)
+        return pb.CreateContainerResponse(container_id=cid)
+
+    def StartContainer(
+        self, request: pb.StartContainerRequest, context: object
+    ) -> pb.StartContainerResponse:
+        self.containers.start(request.container_id)
+        return pb.StartContainerResponse()
+
+    def StopContainer(
+        self, request: pb.StopContainerRequest, context: object
+    ) -> pb.StopContainerResponse:
+        self.containers.stop(request.container_id, int(request.timeout))
+        return pb.StopContainerResponse()
+
+    def RemoveContainer(
+        self, request: pb.RemoveContainerRequest, context: object
+    ) -> pb.RemoveContainerResponse:
+        self.containers.remove(request.container_id)
+        return pb.RemoveContainerResponse()
+
+    def _list_containers(self, f: pb.ContainerFilter) -> list[pb.Container]:
+        out = []
+        for c in list(self.reg.containers.values()):
+            if f.id and not c.meta.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not c.meta.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            with c.lock:
+                self.containers.refresh(c)
+            msg = _container_message(c)
+            if f.HasField("state") and msg.state != f.state.state:
+                continue
+            if not _labels_match(msg.labels, f.label_selector):
+                continue
+            out.append(msg)
+        return out
+
+    def ListContainers(
+        self, request: pb.ListContainersRequest, context: object
+    ) -> pb.ListContainersResponse:
+        return pb.ListContainersResponse(containers=self._list_containers(request.filter))
+
+    def StreamContainers(
+        self, request: pb.StreamContainersRequest, context: object
+    ) -> Iterator[pb.StreamContainersResponse]:
+        for item in self._list_containers(request.filter):
+            yield pb.StreamContainersResponse(container=item)
+
+    def _container_status_message(self, c: Container) -> pb.ContainerStatus:
+        cfg = container_config(c)
+        st = c.status
+        return pb.ContainerStatus(
+            id=c.meta.id,
+            metadata=cfg.metadata,
+            state=_CONTAINER_STATE[st.state],
+            created_at=c.meta.created_ns,
+            started_at=st.started_ns,
+            finished_at=st.finished_ns,
+            exit_code=st.exit_code,
+            image=pb.ImageSpec(image=cfg.image.image, user_specified_image=c.meta.image_ref),
+            image_ref=c.meta.image_id,
+            image_id=c.meta.image_id,
+            reason=st.reason,
+            message=st.message,
+            labels=cfg.labels,
+            annotations=cfg.annotations,
+            mounts=list(cfg.mounts),
+            log_path=c.meta.log_path,
+        )
+
+    def ContainerStatus(
+        self, request: pb.ContainerStatusRequest, context: object
+    ) -> pb.ContainerStatusResponse:
+        c = self.containers.status(request.container_id)
+        info = {}
+        if request.verbose:
+            info["info"] = json.dumps(
+                {"pid": c.status.pid, "bundle": c.meta.bundle, "sandboxID": c.meta.sandbox_id}
+            )
+        return pb.ContainerStatusResponse(status=self._container_status_message(c), info=info)
+
+    def ExecSync(self, request: pb.ExecSyncRequest, context: object) -> pb.ExecSyncResponse:
+        out, err, code = self.containers.exec_sync(
+            request.container_id, list(request.cmd), int(request.timeout)
+        )
+        return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    def ReopenContainerLog(
+        self, request: pb.ReopenContainerLogRequest, context: object
+    ) -> pb.ReopenContainerLogResponse:
+        self.containers.reopen_log(request.container_id)
+        return pb.ReopenContainerLogResponse()
+
+    def UpdateContainerResources(
+        self, request: pb.UpdateContainerResourcesRequest, context: object
+    ) -> pb.UpdateContainerResourcesResponse:
+        from cri_shim.spec.resources import linux_resources
+
+        if not request.HasField("linux"):
+            raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "only linux resources are supported")
+        self.containers.update_resources(request.container_id, linux_resources(request.linux))
+        return pb.UpdateContainerResourcesResponse()

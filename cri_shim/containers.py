@@ -1,0 +1,498 @@
+"""Containers: create, start, stop, remove, status, exec.
+
+Theory of operation: CreateContainer prepares a writable snapshot over the image, mounts it as
+the bundle's rootfs, writes the OCI spec and has conmon run ``runc create``; the container then
+exists, stopped before its first instruction. StartContainer is ``runc start``. conmon stays
+beside the container for its whole life: it writes the CRI log and, when the container exits,
+an exit file named after the container whose content is the exit code and whose mtime is the
+exit time. State is derived, never guessed: an exit file means exited; a recorded start means
+running; otherwise created. Because conmon (not stowage-cri) is the parent, a restart of the
+daemon changes nothing for a running container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import grpc
+
+from cri_shim._pb import api_pb2 as pb
+from cri_shim.errors import CriError
+from cri_shim.oci.conmon import ConmonSpec, launch
+from cri_shim.oci.runc import Runc, RuncError
+from cri_shim.pods import infra_pid, sandbox_config
+from cri_shim.runtime import Container, Registry, Sandbox, new_id
+from cri_shim.spec import (
+    PodContext,
+    RuntimeOptions,
+    SpecError,
+    build_container_spec,
+    cgroup_parent_path,
+)
+from cri_shim.store import ContainerMeta, ContainerStatus, b64, unb64
+from images.mount import mount_all, unmount
+from images.store import ImageStore
+
+__all__ = ["ContainerManager", "container_config"]
+
+log = logging.getLogger("stowage.cri.containers")
+
+
+def container_config(c: Container) -> pb.ContainerConfig:
+    cfg = pb.ContainerConfig()
+    cfg.ParseFromString(unb64(c.meta.config))
+    return cfg
+
+
+def _safe_read(rootfs: str, rel: str) -> str | None:
+    """A file of the image, read without following a symlink out of the rootfs."""
+    path = rootfs
+    for part in rel.strip("/").split("/"):
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return None
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _device_info(path: str) -> tuple[str, int, int, int]:
+    import stat as st
+
+    s = os.stat(path)
+    kind = "c" if st.S_ISCHR(s.st_mode) else "b" if st.S_ISBLK(s.st_mode) else ""
+    if not kind:
+        raise CriError(grpc.StatusCode.INVALID_ARGUMENT, f"{path} is not a device")
+    return kind, os.major(s.st_rdev), os.minor(s.st_rdev), st.S_IMODE(s.st_mode)
+
+
+def _localhost_profile(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError) as exc:
+        raise CriError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"cannot load seccomp profile {path}: {exc}"
+        ) from exc
+
+
+class ContainerManager:
+    def __init__(
+        self,
+        reg: Registry,
+        images: ImageStore,
+        runc: Runc,
+        options: RuntimeOptions,
+        cgroup_driver: str,
+    ) -> None:
+        self.reg = reg
+        self.images = images
+        self.runc = runc
+        self.options = options
+        self.cgroup_driver = cgroup_driver
+
+    # CreateContainer
+
+    def create(
+        self, sandbox_id: str, cfg: pb.ContainerConfig, sandbox_cfg: pb.PodSandboxConfig
+    ) -> str:
+        sb = self.reg.need_sandbox(sandbox_id)
+        if not cfg.metadata.name:
+            raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "container metadata needs a name")
+        if sb.status.state != "ready":
+            raise CriError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"pod sandbox {sb.meta.id} is not ready"
+            )
+        image = self.images.status(cfg.image.image)
+        if image is None:
+            raise CriError(grpc.StatusCode.NOT_FOUND, f"image {cfg.image.image!r} not found")
+        md, smd = cfg.metadata, sandbox_config(sb).metadata
+        name = f"{md.name}_{smd.name}_{smd.namespace}_{smd.uid}_{md.attempt}"
+        container_id = new_id()
+        with sb.lock, contextlib.ExitStack() as undo, self.reg.reserved(name, container_id):
+            meta = self._setup(sb, cfg, sandbox_cfg, image, container_id, name, undo)
+            self.reg.add_container(meta, ContainerStatus(state="created"))
+            undo.pop_all()
+        return container_id
+
+    def _setup(
+        self,
+        sb: Sandbox,
+        cfg: pb.ContainerConfig,
+        sandbox_cfg: pb.PodSandboxConfig,
+        image: Any,
+        container_id: str,
+        name: str,
+        undo: contextlib.ExitStack,
+    ) -> ContainerMeta:
+        from images import manifest as mf
+
+        bundle = os.path.join(self.reg.paths.bundles, container_id)
+        rootfs = os.path.join(bundle, "rootfs")
+        os.makedirs(rootfs, mode=0o755)
+        undo.callback(shutil.rmtree, bundle, True)
+        mounts = self.images.snapshots.prepare(container_id, image.chain_id)
+        undo.callback(self.images.snapshots.remove, container_id)
+        mount_all(mounts, rootfs)
+        undo.callback(unmount, rootfs)
+        image_config = mf.parse_image_config(json.dumps(image.config).encode())
+        log_path = ""
+        if sandbox_cfg.log_directory and cfg.log_path:
+            log_path = os.path.join(sandbox_cfg.log_directory, cfg.log_path)
+        pod = self._pod_context(sb, sandbox_cfg, container_id)
+        try:
+            spec = build_container_spec(
+                cfg,
+                sandbox_cfg,
+                image_config,
+                pod,
+                rootfs,
+                _safe_read(rootfs, "etc/passwd"),
+                _safe_read(rootfs, "etc/group"),
+                container_id,
+                self.options,
+                _localhost_profile,
+                device_info=_device_info,
+                resolve_host_path=os.path.realpath,
+            )
+        except SpecError as exc:
+            raise CriError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(spec, f)
+        conmon = ConmonSpec(
+            container_id=container_id,
+            name=name,
+            bundle=bundle,
+            log_path=log_path or os.path.join(bundle, "container.log"),
+            exit_dir=self.reg.paths.exits,
+            socket_dir=self.reg.paths.sockets,
+            stdin=cfg.stdin,
+            stdin_once=cfg.stdin_once,
+            tty=cfg.tty,
+        )
+        try:
+            pid = launch(conmon, self.runc)
+        except RuncError as exc:
+            raise CriError(grpc.StatusCode.UNKNOWN, f"failed to create container: {exc}") from exc
+        undo.callback(self.runc.delete, container_id, True)
+        log.info("container created", extra={"id": container_id, "pid": pid, "container": name})
+        return ContainerMeta(
+            id=container_id,
+            sandbox_id=sb.meta.id,
+            name=name,
+            config=b64(cfg.SerializeToString()),
+            created_ns=time.time_ns(),
+            image_id=image.id,
+            image_ref=cfg.image.user_specified_image or cfg.image.image,
+            log_path=log_path,
+            bundle=bundle,
+            snapshot_key=container_id,
+            extra={"pid": pid, "stop_signal": image_config.stop_signal or "SIGTERM"},
+        )
+
+    def _pod_context(self, sb: Sandbox, cfg: pb.PodSandboxConfig, container_id: str) -> PodContext:
+        ns = cfg.linux.security_context.namespace_options
+        pid = infra_pid(sb)
+        state = sb.meta.state_dir
+        shm = os.path.join(state, "shm")
+        return PodContext(
+            sandbox_id=sb.meta.id,
+            netns_path=sb.meta.netns_path,
+            ipc_ns_path=sb.meta.ipc_ns_path,
+            uts_ns_path=sb.meta.uts_ns_path,
+            pid_ns_path=None if pid is None else f"/proc/{pid}/ns/pid",
+            host_pid=ns.pid == pb.NODE,
+            hostname=_read_text(os.path.join(state, "hostname")).strip(),
+            hosts_path=os.path.join(state, "hosts"),
+            resolv_path=os.path.join(state, "resolv.conf"),
+            hostname_path=os.path.join(state, "hostname"),
+            shm_path=shm if os.path.ismount(shm) else None,
+            cgroup_parent=cgroup_parent_path(
+                sb.meta.cgroup_parent, self.cgroup_driver, container_id
+            ),
+            cgroup_driver=self.cgroup_driver,
+        )
+
+    # StartContainer
+
+    def start(self, container_id: str) -> None:
+        c = self.reg.need_container(container_id)
+        with c.lock:
+            self.refresh(c)
+            if c.status.state != "created":
+                raise CriError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"container {c.meta.id} is {c.status.state}, not created",
+                )
+            try:
+                self.runc.start(c.meta.id)
+            except RuncError as exc:
+                raise CriError(
+                    grpc.StatusCode.UNKNOWN, f"failed to start container: {exc}"
+                ) from exc
+            self.reg.set_container_status(
+                c,
+                ContainerStatus(
+                    state="running",
+                    pid=int(c.meta.extra.get("pid", 0)),
+                    started_ns=time.time_ns(),
+                    version=c.status.version,
+                ),
+            )
+
+    # status
+
+    def _exit_file(self, c: Container) -> str:
+        return os.path.join(self.reg.paths.exits, c.meta.id)
+
+    def refresh(self, c: Container) -> ContainerStatus:
+        """Folds conmon's exit file into the record (the one way a container becomes exited)."""
+        if c.status.state == "exited":
+            return c.status
+        path = self._exit_file(c)
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            finished = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            return c.status
+        code = int(text) if text.lstrip("-").isdigit() else 255
+        reason = "Completed" if code == 0 else ("OOMKilled" if self._oom_killed(c) else "Error")
+        self.reg.set_container_status(
+            c,
+            ContainerStatus(
+                state="exited",
+                pid=c.status.pid,
+                started_ns=c.status.started_ns or finished,
+                finished_ns=finished,
+                exit_code=code,
+                reason=reason,
+                version=c.status.version,
+            ),
+        )
+        return c.status
+
+    def _oom_killed(self, c: Container) -> bool:
+        return False
+
+    def status(self, container_id: str) -> Container:
+        c = self.reg.need_container(container_id)
+        with c.lock:
+            self.refresh(c)
+        return c
+
+    # StopContainer
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        c = self.reg.container(container_id)
+        if c is None:
+            return  # the CRI asks stop to succeed for unknown containers
+        with c.lock:
+            self._stop(c, timeout)
+
+    def _stop(self, c: Container, timeout: int) -> None:
+        self.refresh(c)
+        if c.status.state == "exited":
+            return
+        if c.status.state == "created":
+            # Never started: nothing runs but runc's init; kill it and record the exit.
+            self._kill(c, signal.SIGKILL)
+            self._wait_exit(c, 10)
+            self.refresh(c)
+            if c.status.state != "exited":
+                self._mark_exited(c, 137, "Error")
+            return
+        sig = _signal_number(str(c.meta.extra.get("stop_signal", "SIGTERM")))
+        if timeout > 0:
+            self._kill(c, sig)
+            if self._wait_exit(c, timeout):
+                self.refresh(c)
+                return
+        self._kill(c, signal.SIGKILL, all_processes=True)
+        if not self._wait_exit(c, 15):
+            self._mark_exited(c, 137, "Error")
+        self.refresh(c)
+
+    def _kill(self, c: Container, sig: int, all_processes: bool = False) -> None:
+        try:
+            self.runc.kill(c.meta.id, sig, all_processes)
+        except RuncError as exc:
+            log.info("kill failed", extra={"id": c.meta.id, "error": str(exc)})
+
+    def _wait_exit(self, c: Container, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        path = self._exit_file(c)
+        while time.monotonic() < deadline:
+            if os.path.exists(path):
+                return True
+            state = self.runc.state(c.meta.id)
+            if state is None or state.status == "stopped":
+                # conmon writes the exit file right after runc sees the exit.
+                time.sleep(0.05)
+                return os.path.exists(path) or state is None
+            time.sleep(0.02)
+        return os.path.exists(path)
+
+    def _mark_exited(self, c: Container, code: int, reason: str) -> None:
+        self.reg.set_container_status(
+            c,
+            ContainerStatus(
+                state="exited",
+                pid=c.status.pid,
+                started_ns=c.status.started_ns,
+                finished_ns=time.time_ns(),
+                exit_code=code,
+                reason=reason,
+                version=c.status.version,
+            ),
+        )
+
+    def stop_all(self, sb: Sandbox) -> None:
+        for c in self.reg.containers_of(sb.meta.id):
+            with c.lock:
+                self._stop(c, 0)
+
+    # RemoveContainer
+
+    def remove(self, container_id: str) -> None:
+        c = self.reg.container(container_id)
+        if c is None:
+            return
+        with c.lock:
+            if c.status.state in ("running", "created"):
+                self._stop(c, 0)
+            self.runc.delete(c.meta.id, force=True)
+            rootfs = os.path.join(c.meta.bundle, "rootfs")
+            with contextlib.suppress(Exception):
+                unmount(rootfs)
+            self.images.snapshots.remove(c.meta.snapshot_key)
+            shutil.rmtree(c.meta.bundle, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._exit_file(c))
+            self.reg.drop_container(c)
+        log.info("container removed", extra={"id": c.meta.id})
+
+    # ExecSync
+
+    def exec_sync(
+        self, container_id: str, cmd: list[str], timeout: int
+    ) -> tuple[bytes, bytes, int]:
+        c = self.reg.need_container(container_id)
+        self.refresh(c)
+        if c.status.state != "running":
+            raise CriError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"container {c.meta.id} is not running"
+            )
+        if not cmd:
+            raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "exec needs a command")
+        with open(os.path.join(c.meta.bundle, "config.json")) as f:
+            process = json.load(f)["process"]
+        process["args"] = cmd
+        process["terminal"] = False
+        with tempfile.NamedTemporaryFile(
+            "w", dir=c.meta.bundle, suffix=".json", delete=False
+        ) as pf:
+            json.dump(process, pf)
+        pid_file = pf.name + ".pid"
+        try:
+            proc = subprocess.Popen(
+                self.runc.exec_args(c.meta.id, pf.name, pid_file),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                out, err = proc.communicate(timeout=timeout if timeout > 0 else None)
+            except subprocess.TimeoutExpired as exc:
+                self._kill_exec(pid_file)
+                proc.kill()
+                proc.communicate()
+                raise CriError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, f"command {cmd!r} timed out after {timeout}s"
+                ) from exc
+            return out, err, proc.returncode
+        finally:
+            for p in (pf.name, pid_file):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+
+    def _kill_exec(self, pid_file: str) -> None:
+        with contextlib.suppress(OSError, ValueError), open(pid_file) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+
+    # ReopenContainerLog
+
+    def reopen_log(self, container_id: str) -> None:
+        c = self.reg.need_container(container_id)
+        self.refresh(c)
+        if c.status.state != "running":
+            raise CriError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"container {c.meta.id} is not running"
+            )
+        ctl = os.path.join(c.meta.bundle, "ctl")
+        # conmon's control fifo: message type 1 asks it to reopen the log file.
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"1 0 0\n")
+        finally:
+            os.close(fd)
+
+    # UpdateContainerResources
+
+    def update_resources(self, container_id: str, resources: dict[str, Any]) -> None:
+        c = self.reg.need_container(container_id)
+        with c.lock:
+            self.refresh(c)
+            if c.status.state in ("exited",):
+                raise CriError(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"container {c.meta.id} is not running"
+                )
+            try:
+                self.runc.update(c.meta.id, resources)
+            except RuncError as exc:
+                raise CriError(grpc.StatusCode.UNKNOWN, str(exc)) from exc
+
+    # recovery
+
+    def recover(self) -> None:
+        """Start-up: bring each container's record in line with what is really there."""
+        for c in list(self.reg.containers.values()):
+            self.refresh(c)
+            if c.status.state == "exited":
+                continue
+            state = self.runc.state(c.meta.id)
+            if state is None:
+                # Its runtime state is gone (a reboot, or a crash mid-create): it has exited.
+                self._mark_exited(c, 255, "Unknown")
+
+
+def _signal_number(name: str) -> int:
+    name = name.upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return int(signal.SIGTERM)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -1,0 +1,297 @@
+"""Pod sandboxes: run, stop, remove, status.
+
+Theory of operation: a pod is its pinned namespaces (see ``netns.py``), a state directory with
+its hostname, hosts and resolv.conf files and a tmpfs for /dev/shm, its CNI attachment, and, only
+when its containers share a PID namespace, one tiny ``stowage-pause`` process that is pid 1 of
+that namespace. RunPodSandbox takes these steps in order and registers the undo of each as it
+goes; a failure unwinds them all, so a failed run leaves nothing. Stop tears down the network
+and every process but keeps the record (the kubelet still asks for its status); remove frees
+the rest. Both are idempotent and accept ids they do not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import Any
+
+import grpc
+
+from cri_shim._pb import api_pb2 as pb
+from cri_shim.cni import Cni, CniError, PodNetworkArgs, pod_ips
+from cri_shim.errors import CriError
+from cri_shim.netns import pin_namespaces, unpin_namespaces
+from cri_shim.podfiles import hosts_file, resolv_conf
+from cri_shim.runtime import Registry, Sandbox, new_id
+from cri_shim.store import SandboxMeta, SandboxStatus, b64, unb64
+
+__all__ = ["PodManager", "sandbox_config"]
+
+log = logging.getLogger("stowage.cri.pods")
+
+SHM_SIZE = 64 << 20
+
+
+def sandbox_config(sb: Sandbox) -> pb.PodSandboxConfig:
+    cfg = pb.PodSandboxConfig()
+    cfg.ParseFromString(unb64(sb.meta.config))
+    return cfg
+
+
+def _ns_options(cfg: pb.PodSandboxConfig) -> pb.NamespaceOption:
+    return cfg.linux.security_context.namespace_options
+
+
+def reserved_name(md: pb.PodSandboxMetadata) -> str:
+    return f"{md.name}_{md.namespace}_{md.uid}_{md.attempt}"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+class PodManager:
+    def __init__(self, reg: Registry, cni: Cni, pause_binary: str) -> None:
+        self.reg = reg
+        self.cni = cni
+        self.pause_binary = pause_binary
+
+    # RunPodSandbox
+
+    def run(self, cfg: pb.PodSandboxConfig, handler: str) -> str:
+        md = cfg.metadata
+        if not md.name or not md.namespace or not md.uid:
+            raise CriError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "pod sandbox metadata needs name, namespace and uid",
+            )
+        if handler not in ("", "runc"):
+            raise CriError(grpc.StatusCode.NOT_FOUND, f"no runtime handler {handler!r}")
+        sandbox_id = new_id()
+        name = reserved_name(md)
+        with contextlib.ExitStack() as undo, self.reg.reserved(name, sandbox_id):
+            meta, status = self._setup(cfg, sandbox_id, name, handler, undo)
+            self.reg.add_sandbox(meta, status)
+            undo.pop_all()
+        log.info("pod sandbox ready", extra={"id": sandbox_id, "pod": name, "ips": status.ips})
+        return sandbox_id
+
+    def _setup(
+        self,
+        cfg: pb.PodSandboxConfig,
+        sandbox_id: str,
+        name: str,
+        handler: str,
+        undo: contextlib.ExitStack,
+    ) -> tuple[SandboxMeta, SandboxStatus]:
+        ns = _ns_options(cfg)
+        host_net = ns.network == pb.NODE
+        host_ipc = ns.ipc == pb.NODE
+        state_dir = os.path.join(self.reg.paths.pods, sandbox_id)
+        os.makedirs(state_dir, mode=0o711)
+        undo.callback(shutil.rmtree, state_dir, True)
+        hostname = cfg.hostname or (os.uname().nodename if host_net else md_name(cfg))
+        if not host_ipc:
+            shm = os.path.join(state_dir, "shm")
+            os.makedirs(shm, mode=0o1777)
+            _run(
+                [
+                    "mount",
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    f"nosuid,nodev,noexec,mode=1777,size={SHM_SIZE}",
+                    "shm",
+                    shm,
+                ]
+            )
+            undo.callback(_umount, shm)
+        pins = pin_namespaces(
+            self.reg.paths.namespaces,
+            sandbox_id,
+            net=not host_net,
+            ipc=not host_ipc,
+            uts=not host_net,
+            hostname=hostname,
+        )
+        undo.callback(unpin_namespaces, self.reg.paths.namespaces, sandbox_id)
+        infra_pid = None
+        if ns.pid == pb.POD:
+            infra_pid = self._start_infra(state_dir)
+            undo.callback(_kill_infra, infra_pid)
+        ips: list[str] = []
+        attached = False
+        if not host_net:
+            assert pins.net is not None  # noqa: S101 - pinned above
+            args = self._net_args(cfg, sandbox_id, pins.net)
+            try:
+                result = self.cni.setup(args)
+            except CniError as exc:
+                raise CriError(
+                    grpc.StatusCode.UNKNOWN, f"failed to set up pod network: {exc}"
+                ) from exc
+            undo.callback(self._teardown_quietly, args)
+            ips = pod_ips(result)
+            attached = True
+        _write(os.path.join(state_dir, "hostname"), hostname + "\n")
+        _write(
+            os.path.join(state_dir, "hosts"),
+            hosts_file(_read("/etc/hosts") if host_net else None, hostname, ips),
+        )
+        dns = cfg.dns_config
+        _write(
+            os.path.join(state_dir, "resolv.conf"),
+            resolv_conf(
+                list(dns.servers), list(dns.searches), list(dns.options), _read("/etc/resolv.conf")
+            ),
+        )
+        meta = SandboxMeta(
+            id=sandbox_id,
+            name=name,
+            config=b64(cfg.SerializeToString()),
+            created_ns=time.time_ns(),
+            runtime_handler=handler,
+            state_dir=state_dir,
+            netns_path=pins.net,
+            ipc_ns_path=pins.ipc,
+            uts_ns_path=pins.uts,
+            cgroup_parent=cfg.linux.cgroup_parent,
+            infra_id=None if infra_pid is None else str(infra_pid),
+        )
+        return meta, SandboxStatus(state="ready", ips=tuple(ips), network_attached=attached)
+
+    def _net_args(self, cfg: pb.PodSandboxConfig, sandbox_id: str, netns: str) -> PodNetworkArgs:
+        ports = [
+            {
+                "hostPort": p.host_port,
+                "containerPort": p.container_port,
+                "protocol": pb.Protocol.Name(p.protocol).lower(),
+                "hostIP": p.host_ip,
+            }
+            for p in cfg.port_mappings
+            if p.host_port
+        ]
+        caps: dict[str, Any] = {"portMappings": ports} if ports else {}
+        md = cfg.metadata
+        return PodNetworkArgs(sandbox_id, netns, md.name, md.namespace, md.uid, capabilities=caps)
+
+    def _teardown_quietly(self, args: PodNetworkArgs) -> None:
+        try:
+            self.cni.teardown(args)
+        except CniError as exc:
+            log.error("network teardown failed", extra={"id": args.container_id, "error": str(exc)})
+
+    def _start_infra(self, state_dir: str) -> int:
+        res = subprocess.run(
+            [self.pause_binary, "--new-pidns"],
+            capture_output=True,
+            text=True,
+            check=False,
+            start_new_session=True,
+        )
+        if res.returncode != 0 or not res.stdout.strip().isdigit():
+            raise CriError(grpc.StatusCode.INTERNAL, f"infra process: {res.stderr.strip()}")
+        pid = int(res.stdout.strip())
+        _write(os.path.join(state_dir, "infra.pid"), f"{pid} {_start_time(pid)}\n")
+        return pid
+
+    # StopPodSandbox
+
+    def stop(self, sandbox_id: str, stop_containers: Any) -> None:
+        sb = self.reg.sandbox(sandbox_id)
+        if sb is None:
+            return  # the CRI asks stop to succeed for unknown pods
+        with sb.lock:
+            stop_containers(sb)
+            if sb.status.network_attached and sb.meta.netns_path:
+                cfg = sandbox_config(sb)
+                args = self._net_args(cfg, sb.meta.id, sb.meta.netns_path)
+                try:
+                    self.cni.teardown(args)
+                except CniError as exc:
+                    raise CriError(
+                        grpc.StatusCode.UNKNOWN, f"failed to tear down pod network: {exc}"
+                    ) from exc
+            self._stop_infra(sb)
+            if sb.status.state != "notready" or sb.status.network_attached:
+                self.reg.set_sandbox_status(
+                    sb,
+                    SandboxStatus(
+                        state="notready",
+                        ips=sb.status.ips,
+                        network_attached=False,
+                        version=sb.status.version,
+                    ),
+                )
+
+    def _stop_infra(self, sb: Sandbox) -> None:
+        pid = infra_pid(sb)
+        if pid is not None:
+            _kill_infra(pid)
+
+    # RemovePodSandbox
+
+    def remove(self, sandbox_id: str, stop_containers: Any, remove_container: Any) -> None:
+        sb = self.reg.sandbox(sandbox_id)
+        if sb is None:
+            return
+        with sb.lock:
+            self.stop(sb.meta.id, stop_containers)
+            for c in self.reg.containers_of(sb.meta.id):
+                remove_container(c.meta.id)
+            unpin_namespaces(self.reg.paths.namespaces, sb.meta.id)
+            _umount(os.path.join(sb.meta.state_dir, "shm"))
+            shutil.rmtree(sb.meta.state_dir, ignore_errors=True)
+            self.reg.drop_sandbox(sb)
+        log.info("pod sandbox removed", extra={"id": sb.meta.id})
+
+
+def md_name(cfg: pb.PodSandboxConfig) -> str:
+    return cfg.metadata.name[:63] or "pod"
+
+
+def infra_pid(sb: Sandbox) -> int | None:
+    """The pod's infra process if it still runs (checked by start time against pid reuse)."""
+    text = _read(os.path.join(sb.meta.state_dir, "infra.pid"))
+    if not text:
+        return None
+    pid_s, _, started = text.strip().partition(" ")
+    pid = int(pid_s)
+    return pid if _start_time(pid) == started else None
+
+
+def _start_time(pid: int) -> str:
+    stat = _read(f"/proc/{pid}/stat") or ""
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _kill_infra(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+
+
+def _run(args: list[str]) -> None:
+    res = subprocess.run(args, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise CriError(grpc.StatusCode.INTERNAL, f"{args[0]}: {res.stderr.strip()}")
+
+
+def _umount(path: str) -> None:
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", path], capture_output=True, check=False)

@@ -1,0 +1,163 @@
+"""crictl against stowage-cri's runtime service, end to end: a pod on a CNI network, a busybox
+container that logs, exec, stop, remove; and a daemon restart (kill -9) under a running
+container."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import TOP, StowageDaemon, cni_network, registry, stowage_daemon, wait_for
+from tests.images.publish import publish_catalog
+
+pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.daemon]
+
+CRICTL = os.path.join(TOP, ".tools", "bin", "crictl")
+BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[str, str]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with registry() as reg, cni_network("10.204.0.0/16", "stwe2e0") as net:
+        publish_catalog(reg.url)
+        yield reg.url, net
+
+
+@pytest.fixture
+def daemon(env: tuple[str, str]) -> Iterator[StowageDaemon]:
+    with stowage_daemon(env[0], env[1]) as d:
+        yield d
+
+
+def crictl(d: StowageDaemon, *args: str, check: bool = True) -> str:
+    res = subprocess.run(
+        [CRICTL, "--image-endpoint", d.endpoint, "--runtime-endpoint", d.endpoint, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"crictl {args} failed: {res.stderr}")
+    return res.stdout if check else res.stdout + res.stderr
+
+
+def _configs(tmp: Path, name: str, command: list[str]) -> tuple[str, str]:
+    pod = {
+        "metadata": {"name": name, "namespace": "e2e", "uid": f"uid-{name}", "attempt": 0},
+        "log_directory": str(tmp / "logs"),
+        "hostname": name,
+        "linux": {"security_context": {"namespace_options": {"pid": 1}}},
+    }
+    ctr = {
+        "metadata": {"name": "main"},
+        "image": {"image": BUSYBOX},
+        "command": command,
+        "log_path": "main.log",
+    }
+    (tmp / "pod.json").write_text(json.dumps(pod))
+    (tmp / "ctr.json").write_text(json.dumps(ctr))
+    return str(tmp / "pod.json"), str(tmp / "ctr.json")
+
+
+def test_pod_lifecycle(daemon: StowageDaemon, tmp_path: Path) -> None:
+    pod_cfg, ctr_cfg = _configs(
+        tmp_path, "life", ["sh", "-c", "echo hello from stowage; hostname; sleep 3600"]
+    )
+    crictl(daemon, "pull", BUSYBOX)
+    pod = crictl(daemon, "runp", pod_cfg).strip()
+    status = json.loads(crictl(daemon, "inspectp", "-o", "json", pod))
+    assert status["status"]["state"] == "SANDBOX_READY"
+    ip = status["status"]["network"]["ip"]
+    assert ip.startswith("10.204.")
+
+    ctr = crictl(daemon, "create", pod, ctr_cfg, pod_cfg).strip()
+    crictl(daemon, "start", ctr)
+    wait_for(lambda: "hello from stowage" in crictl(daemon, "logs", ctr), 10, "container log")
+    assert "life" in crictl(daemon, "logs", ctr)
+    log_file = tmp_path / "logs" / "main.log"
+    first = log_file.read_text().splitlines()[0].split(" ", 3)
+    assert first[1] == "stdout"
+    assert first[2] == "F"
+    assert first[3] == "hello from stowage"
+
+    out = crictl(daemon, "exec", "-s", ctr, "sh", "-c", "echo exec-ok; ip addr show eth0")
+    assert "exec-ok" in out
+    assert ip in out
+    res = subprocess.run(
+        [CRICTL, "--runtime-endpoint", daemon.endpoint, "exec", "-s", ctr, "sh", "-c", "exit 7"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode != 0
+    assert "exited with 7" in res.stderr
+
+    listed = json.loads(crictl(daemon, "ps", "-o", "json"))["containers"]
+    assert [c["id"] for c in listed] == [ctr]
+    assert listed[0]["state"] == "CONTAINER_RUNNING"
+
+    crictl(daemon, "stop", "-t", "2", ctr)
+    st = json.loads(crictl(daemon, "inspect", "-o", "json", ctr))["status"]
+    assert st["state"] == "CONTAINER_EXITED"
+    assert st["exitCode"] == 137  # sh ignores SIGTERM as pid 1: killed after the timeout
+
+    crictl(daemon, "stopp", pod)
+    crictl(daemon, "rmp", pod)
+    assert json.loads(crictl(daemon, "pods", "-o", "json"))["items"] == []
+    assert not any("stwe2e0" in line and ip in line for line in _ip_rules())
+
+
+def _ip_rules() -> list[str]:
+    return subprocess.run(
+        ["iptables-save"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+
+
+def test_exit_code_and_reason(daemon: StowageDaemon, tmp_path: Path) -> None:
+    pod_cfg, ctr_cfg = _configs(tmp_path, "exits", ["sh", "-c", "echo bye; exit 3"])
+    crictl(daemon, "pull", BUSYBOX)
+    pod = crictl(daemon, "runp", pod_cfg).strip()
+    ctr = crictl(daemon, "create", pod, ctr_cfg, pod_cfg).strip()
+    crictl(daemon, "start", ctr)
+
+    def exited() -> bool:
+        st = json.loads(crictl(daemon, "inspect", "-o", "json", ctr))["status"]
+        return bool(st["state"] == "CONTAINER_EXITED")
+
+    wait_for(exited, 10, "container exit")
+    st = json.loads(crictl(daemon, "inspect", "-o", "json", ctr))["status"]
+    assert st["exitCode"] == 3
+    assert st["reason"] == "Error"
+    crictl(daemon, "rmp", "-f", pod)
+
+
+def test_containers_survive_a_daemon_kill(env: tuple[str, str], tmp_path: Path) -> None:
+    pod_cfg, ctr_cfg = _configs(
+        tmp_path, "survivor", ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
+    )
+    with stowage_daemon(env[0], env[1]) as d:
+        crictl(d, "pull", BUSYBOX)
+        pod = crictl(d, "runp", pod_cfg).strip()
+        ctr = crictl(d, "create", pod, ctr_cfg, pod_cfg).strip()
+        crictl(d, "start", ctr)
+        d.kill()
+        log_file = tmp_path / "logs" / "main.log"
+        before = len(log_file.read_text().splitlines())
+        time.sleep(1)
+        assert len(log_file.read_text().splitlines()) > before  # still running, still logging
+        d.start()
+        st = json.loads(crictl(d, "inspect", "-o", "json", ctr))["status"]
+        assert st["state"] == "CONTAINER_RUNNING"
+        crictl(d, "stop", "-t", "0", ctr)
+        st = json.loads(crictl(d, "inspect", "-o", "json", ctr))["status"]
+        assert st["state"] == "CONTAINER_EXITED"
+        crictl(d, "rmp", "-f", pod)

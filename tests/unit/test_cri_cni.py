@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cri_shim.cni import (
+    CniError,
+    PodNetworkArgs,
+    cni_args,
+    load_network,
+    parse_network,
+    plugin_request,
+    pod_ips,
+)
+
+
+def test_first_config_by_name_wins(tmp_path: Path) -> None:
+    (tmp_path / "20-b.conflist").write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "b", "plugins": [{"type": "bridge"}]})
+    )
+    (tmp_path / "10-a.conf").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "a", "type": "bridge", "bridge": "x"})
+    )
+    (tmp_path / "05-ignored.txt").write_text("nope")
+    net = load_network(str(tmp_path))
+    assert net is not None
+    assert net.name == "a"
+    assert net.cni_version == "0.4.0"
+    assert net.plugins[0]["bridge"] == "x"
+
+
+def test_no_config_is_none(tmp_path: Path) -> None:
+    assert load_network(str(tmp_path)) is None
+    assert load_network(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{", "not JSON"),
+        (b"[]", "not an object"),
+        (b'{"name": "x", "plugins": []}', "no plugins"),
+        (b'{"name": "x", "plugins": [{"bridge": "b"}]}', "needs a type"),
+        (b'{"plugins": [{"type": "bridge"}]}', "no network name"),
+    ],
+)
+def test_bad_configs(raw: bytes, message: str) -> None:
+    with pytest.raises(CniError, match=message):
+        parse_network(raw, "t")
+
+
+def test_request_carries_prev_result_and_declared_capabilities_only() -> None:
+    net = parse_network(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "n",
+                "plugins": [
+                    {"type": "bridge"},
+                    {"type": "portmap", "capabilities": {"portMappings": True}},
+                ],
+            }
+        ).encode()
+    )
+    caps = {
+        "portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}],
+        "bandwidth": {"ingressRate": 1},
+    }
+    first = json.loads(plugin_request(net, net.plugins[0], None, caps))
+    assert "runtimeConfig" not in first
+    assert "prevResult" not in first
+    assert first["name"] == "n"
+    assert first["cniVersion"] == "1.0.0"
+    second = json.loads(plugin_request(net, net.plugins[1], {"ips": []}, caps))
+    assert second["prevResult"] == {"ips": []}
+    assert second["runtimeConfig"] == {"portMappings": caps["portMappings"]}
+    assert "capabilities" not in second
+
+
+def test_cni_args_and_ips() -> None:
+    args = PodNetworkArgs("sb1", "/ns", "web", "default", "uid-1")
+    assert cni_args(args) == (
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;"
+        "K8S_POD_INFRA_CONTAINER_ID=sb1;K8S_POD_UID=uid-1"
+    )
+    result = {"ips": [{"address": "fd00::5/64"}, {"address": "10.203.0.5/16"}]}
+    assert pod_ips(result) == ["10.203.0.5", "fd00::5"]
