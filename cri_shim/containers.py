@@ -38,6 +38,7 @@ from cri_shim.spec import (
     build_container_spec,
     cgroup_parent_path,
 )
+from cri_shim.stats import CgroupReader, cgroup_dir
 from cri_shim.store import ContainerMeta, ContainerStatus, b64, unb64
 from images.mount import mount_all, unmount
 from images.store import ImageStore
@@ -102,6 +103,7 @@ class ContainerManager:
         self.runc = runc
         self.options = options
         self.cgroup_driver = cgroup_driver
+        self.cgroups = CgroupReader()
 
     # CreateContainer
 
@@ -199,7 +201,12 @@ class ContainerManager:
             log_path=log_path,
             bundle=bundle,
             snapshot_key=container_id,
-            extra={"pid": pid, "stop_signal": image_config.stop_signal or "SIGTERM"},
+            extra={
+                "pid": pid,
+                "stop_signal": image_config.stop_signal or "SIGTERM",
+                "user": spec["process"].get("user", {}),
+                "cgroup": spec.get("linux", {}).get("cgroupsPath", ""),
+            },
         )
 
     def _pod_context(self, sb: Sandbox, cfg: pb.PodSandboxConfig, container_id: str) -> PodContext:
@@ -285,7 +292,10 @@ class ContainerManager:
         return c.status
 
     def _oom_killed(self, c: Container) -> bool:
-        return False
+        # The container's cgroup outlives its processes until runc delete: its OOM-kill count
+        # tells an OOM from any other SIGKILL.
+        path = str(c.meta.extra.get("cgroup", ""))
+        return bool(path) and self.cgroups.oom_kills(cgroup_dir(path, self.cgroup_driver)) > 0
 
     def status(self, container_id: str) -> Container:
         c = self.reg.need_container(container_id)
@@ -416,9 +426,14 @@ class ContainerManager:
             try:
                 out, err = proc.communicate(timeout=timeout if timeout > 0 else None)
             except subprocess.TimeoutExpired as exc:
+                # Kill the command, then let runc reap it and exit: killing runc first would
+                # leave the command's zombie to a pid 1 that may be slow to reap it.
                 self._kill_exec(pid_file)
-                proc.kill()
-                proc.communicate()
+                try:
+                    proc.communicate(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
                 raise CriError(
                     grpc.StatusCode.DEADLINE_EXCEEDED, f"command {cmd!r} timed out after {timeout}s"
                 ) from exc
@@ -442,12 +457,18 @@ class ContainerManager:
                 grpc.StatusCode.FAILED_PRECONDITION, f"container {c.meta.id} is not running"
             )
         ctl = os.path.join(c.meta.bundle, "ctl")
-        # conmon's control fifo: message type 1 asks it to reopen the log file.
+        # conmon's control fifo: "<type> <height> <width>"; type 2 asks it to reopen the log.
         fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
         try:
-            os.write(fd, b"1 0 0\n")
+            os.write(fd, b"2 0 0\n")
         finally:
             os.close(fd)
+        # conmon acts on it asynchronously; the kubelet expects the new file once we answer.
+        deadline = time.monotonic() + 5
+        while c.meta.log_path and not os.path.exists(c.meta.log_path):
+            if time.monotonic() > deadline:
+                raise CriError(grpc.StatusCode.UNKNOWN, "conmon did not reopen the log file")
+            time.sleep(0.01)
 
     # UpdateContainerResources
 

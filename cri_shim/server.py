@@ -27,6 +27,7 @@ from cri_shim.runtime import Paths, Registry
 from cri_shim.service.image_service import ImageService
 from cri_shim.service.runtime_service import RuntimeService
 from cri_shim.spec import RuntimeOptions
+from cri_shim.spec.security import capabilities_from_mask
 from images.store import ImageStore
 
 __all__ = ["main", "serve"]
@@ -54,6 +55,17 @@ def _own_oom_score_adj() -> int:
         return 0
 
 
+def _bounding_capabilities() -> tuple[str, ...]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return capabilities_from_mask(int(line.split()[1], 16))
+    except (OSError, ValueError):
+        pass
+    return ()
+
+
 def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     """Wires the runtime service and brings its state back from disk."""
     paths = Paths(root=cfg.cri.root, state=cfg.cri.state)
@@ -66,6 +78,7 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     options = RuntimeOptions(
         restrict_oom_score_adj=cfg.runtime.restrict_oom_score_adj,
         daemon_oom_score_adj=_own_oom_score_adj(),
+        available_capabilities=_bounding_capabilities(),
     )
     pods = PodManager(reg, cni, cfg.runtime.pause)
     containers = ContainerManager(reg, store, runc, options, cfg.runtime.cgroup_driver)

@@ -18,6 +18,7 @@ from cri_shim.containers import ContainerManager, container_config
 from cri_shim.errors import CriError
 from cri_shim.pods import PodManager, sandbox_config
 from cri_shim.runtime import Container, Registry, Sandbox
+from cri_shim.service.stats import StatsCollector
 
 __all__ = ["RUNTIME_NAME", "RuntimeService"]
 
@@ -25,6 +26,9 @@ RUNTIME_NAME = "stowage"
 RUNTIME_VERSION = "0.1.0"
 # The kubelet refuses a runtime whose Version.version is anything but this.
 KUBE_API_VERSION = "0.1.0"
+
+# Streamed answers are sent in pages of this many items.
+_PAGE = 100
 
 _CONTAINER_STATE = {
     "created": pb.CONTAINER_CREATED,
@@ -81,6 +85,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self.containers = containers
         self.cni = cni
         self.cgroup_driver = cgroup_driver
+        self.stats = StatsCollector(reg, containers.images.snapshots, cgroup_driver)
 
     def Version(self, request: pb.VersionRequest, context: object) -> pb.VersionResponse:
         return pb.VersionResponse(
@@ -211,8 +216,9 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamPodSandboxes(
         self, request: pb.StreamPodSandboxesRequest, context: object
     ) -> Iterator[pb.StreamPodSandboxesResponse]:
-        for item in self._list_sandboxes(request.filter):
-            yield pb.StreamPodSandboxesResponse(pod_sandbox=item)
+        items = self._list_sandboxes(request.filter)
+        for start in range(0, max(len(items), 1), _PAGE):
+            yield pb.StreamPodSandboxesResponse(pod_sandboxes=items[start : start + _PAGE])
 
     # containers
 
@@ -265,13 +271,22 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamContainers(
         self, request: pb.StreamContainersRequest, context: object
     ) -> Iterator[pb.StreamContainersResponse]:
-        for item in self._list_containers(request.filter):
-            yield pb.StreamContainersResponse(container=item)
+        items = self._list_containers(request.filter)
+        for start in range(0, max(len(items), 1), _PAGE):
+            yield pb.StreamContainersResponse(containers=items[start : start + _PAGE])
 
     def _container_status_message(self, c: Container) -> pb.ContainerStatus:
         cfg = container_config(c)
         st = c.status
+        user = c.meta.extra.get("user") or {}
         return pb.ContainerStatus(
+            user=pb.ContainerUser(
+                linux=pb.LinuxContainerUser(
+                    uid=int(user.get("uid", 0)),
+                    gid=int(user.get("gid", 0)),
+                    supplemental_groups=[int(g) for g in user.get("additionalGids", [])],
+                )
+            ),
             id=c.meta.id,
             metadata=cfg.metadata,
             state=_CONTAINER_STATE[st.state],
@@ -322,3 +337,63 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "only linux resources are supported")
         self.containers.update_resources(request.container_id, linux_resources(request.linux))
         return pb.UpdateContainerResourcesResponse()
+
+    # stats
+
+    def ContainerStats(
+        self, request: pb.ContainerStatsRequest, context: object
+    ) -> pb.ContainerStatsResponse:
+        c = self.reg.need_container(request.container_id)
+        return pb.ContainerStatsResponse(stats=self.stats.container(c))
+
+    def _container_stats(self, f: pb.ContainerStatsFilter) -> list[pb.ContainerStats]:
+        out = []
+        for c in list(self.reg.containers.values()):
+            if f.id and not c.meta.id.startswith(f.id):
+                continue
+            if f.pod_sandbox_id and not c.meta.sandbox_id.startswith(f.pod_sandbox_id):
+                continue
+            if not _labels_match(container_config(c).labels, f.label_selector):
+                continue
+            out.append(self.stats.container(c))
+        return out
+
+    def ListContainerStats(
+        self, request: pb.ListContainerStatsRequest, context: object
+    ) -> pb.ListContainerStatsResponse:
+        return pb.ListContainerStatsResponse(stats=self._container_stats(request.filter))
+
+    def StreamContainerStats(
+        self, request: pb.StreamContainerStatsRequest, context: object
+    ) -> Iterator[pb.StreamContainerStatsResponse]:
+        items = self._container_stats(request.filter)
+        for start in range(0, max(len(items), 1), _PAGE):
+            yield pb.StreamContainerStatsResponse(container_stats=items[start : start + _PAGE])
+
+    def PodSandboxStats(
+        self, request: pb.PodSandboxStatsRequest, context: object
+    ) -> pb.PodSandboxStatsResponse:
+        sb = self.reg.need_sandbox(request.pod_sandbox_id)
+        return pb.PodSandboxStatsResponse(stats=self.stats.sandbox(sb))
+
+    def _sandbox_stats(self, f: pb.PodSandboxStatsFilter) -> list[pb.PodSandboxStats]:
+        out = []
+        for sb in list(self.reg.sandboxes.values()):
+            if f.id and not sb.meta.id.startswith(f.id):
+                continue
+            if not _labels_match(sandbox_config(sb).labels, f.label_selector):
+                continue
+            out.append(self.stats.sandbox(sb))
+        return out
+
+    def ListPodSandboxStats(
+        self, request: pb.ListPodSandboxStatsRequest, context: object
+    ) -> pb.ListPodSandboxStatsResponse:
+        return pb.ListPodSandboxStatsResponse(stats=self._sandbox_stats(request.filter))
+
+    def StreamPodSandboxStats(
+        self, request: pb.StreamPodSandboxStatsRequest, context: object
+    ) -> Iterator[pb.StreamPodSandboxStatsResponse]:
+        items = self._sandbox_stats(request.filter)
+        for start in range(0, max(len(items), 1), _PAGE):
+            yield pb.StreamPodSandboxStatsResponse(pod_sandbox_stats=items[start : start + _PAGE])

@@ -104,6 +104,8 @@ class RuntimeOptions:
     arch: str = "amd64"  # host architecture, for the seccomp profile's architectures
     # A private cgroup namespace for unprivileged containers (what cgroup v2 hosts want).
     cgroup_namespace: bool = False
+    # The runtime's own bounding set: what "all capabilities" means here (empty = all known).
+    available_capabilities: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,6 +392,7 @@ def build_container_spec(
         list(sc.capabilities.drop_capabilities),
         list(sc.capabilities.add_ambient_capabilities),
         privileged=privileged,
+        available=options.available_capabilities,
     )
     hostname_env = [f"HOSTNAME={pod.hostname}"] if pod.hostname else []
     process: dict[str, Any] = {

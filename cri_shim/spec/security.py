@@ -19,6 +19,7 @@ __all__ = [
     "SpecError",
     "apparmor_profile",
     "capabilities",
+    "capabilities_from_mask",
     "deprecated_apparmor",
     "device_rules",
     "devices",
@@ -140,8 +141,18 @@ def _is_all(name: str) -> bool:
     return name.strip().upper() in ("ALL", "CAP_ALL")
 
 
+def capabilities_from_mask(mask: int) -> tuple[str, ...]:
+    """The capabilities set in a /proc status mask (``CapBnd``): bit n is capability n."""
+    return tuple(c for bit, c in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+
+
 def capabilities(
-    add: Sequence[str], drop: Sequence[str], ambient: Sequence[str], *, privileged: bool
+    add: Sequence[str],
+    drop: Sequence[str],
+    ambient: Sequence[str],
+    *,
+    privileged: bool,
+    available: Sequence[str] = (),
 ) -> dict[str, list[str]]:
     """OCI `process.capabilities` for a container.
 
@@ -149,13 +160,18 @@ def capabilities(
     in drop starts from none, then single adds, then single drops (so drop ALL + add X = {X}).
     Inheritable stays empty (a setuid-less exec must not regain capabilities) unless ambient
     capabilities are asked for, which the kernel only honours when also inheritable.
+
+    "Every capability" (privileged, or "ALL" in add) means every one the runtime itself holds
+    (``available``, its bounding set; empty = all known): a container cannot be given more, and
+    asking runc for it fails the whole create.
     """
+    every = list(available) if available else list(ALL_CAPABILITIES)
     if privileged:
-        caps = list(ALL_CAPABILITIES)
+        caps = every
     else:
         chosen = set(DEFAULT_CAPABILITIES)
         if any(_is_all(c) for c in add):
-            chosen = set(ALL_CAPABILITIES)
+            chosen = set(every)
         if any(_is_all(c) for c in drop):
             chosen = set()
         chosen |= {normalize_capability(c) for c in add if not _is_all(c)}
