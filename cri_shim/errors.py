@@ -38,6 +38,8 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (ManifestError, grpc.StatusCode.FAILED_PRECONDITION),
     (LayerError, grpc.StatusCode.FAILED_PRECONDITION),
     (ImageError, grpc.StatusCode.UNKNOWN),
+    # The generated servicer base raises this for RPCs we do not serve.
+    (NotImplementedError, grpc.StatusCode.UNIMPLEMENTED),
     (OSError, grpc.StatusCode.INTERNAL),
 )
 
