@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -99,10 +101,14 @@ def write_mirrors(config_dir: str, mirror_url: str) -> None:
 
 
 @contextlib.contextmanager
-def cni_network(subnet: str = "10.203.0.0/16", bridge: str = "stwcri0") -> Iterator[str]:
+def cni_network(subnet: str | None = None, bridge: str | None = None) -> Iterator[str]:
     """A CNI config dir with one network of Debian's reference plugins (bridge, host-local,
     portmap) on a subnet of the test's own; the bridge, IPAM state and port-map chains are
-    removed on exit."""
+    removed on exit. Without arguments the bridge and a /24 in 10.203.0.0/16 are picked at
+    random, so concurrent runs do not collide."""
+    rng = secrets.SystemRandom()
+    subnet = subnet or f"10.203.{rng.randrange(256)}.0/24"
+    bridge = bridge or f"stw{secrets.token_hex(4)}"
     work = tempfile.mkdtemp(prefix="stowage-cni-")
     conf = {
         "cniVersion": "1.0.0",
@@ -150,8 +156,11 @@ def _drop_portmap_chains() -> None:
     ).stdout
     for line in listing.splitlines():
         if line.startswith("-A ") and any(f"-j {c}" in line for c in _PORTMAP_CHAINS):
+            # iptables-save quotes comments: split as a shell would.
             subprocess.run(
-                ["iptables", "-t", "nat", "-D", *line.split()[1:]], capture_output=True, check=False
+                ["iptables", "-t", "nat", "-D", *shlex.split(line)[1:]],
+                capture_output=True,
+                check=False,
             )
     for chain in _PORTMAP_CHAINS:
         for op in ("-F", "-X"):
