@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from bench.csi import bench_csi
+from bench.pods import bench_pods
 from bench.pull import bench_pull
 
 __all__ = ["main", "report"]
@@ -26,6 +27,8 @@ def report(name: str, ours: float, theirs: float | None) -> None:
 def main() -> int:
     ours, theirs = bench_pull()
     report("pull-100mb", ours, theirs)
+    for name, a, b in bench_pods():
+        report(name, a, b)
     for name, a, b in bench_csi():
         report(name, a, b)
     return 0

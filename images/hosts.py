@@ -116,7 +116,10 @@ def parse_hosts_toml(text: str, host: str) -> list[RegistryHost]:
     server = doc.get("server", default_server(host))
     if not isinstance(server, str):
         raise RegistryError("server must be a string")
-    result.append(_host_from_table(server, {k: v for k, v in doc.items() if k in _HOST_KEYS}))
+    upstream = _host_from_table(server, {k: v for k, v in doc.items() if k in _HOST_KEYS})
+    # A server also listed as a mirror is one host, not two to retry.
+    if upstream.url not in {h.url for h in result}:
+        result.append(upstream)
     return result
 
 
@@ -147,11 +150,14 @@ def render_mirror_config(
     """hosts.toml texts (by registry host) that send every pull of ``hosts`` to ``mirror_url``.
 
     By default the mirror *is* the server, so nothing ever reaches the real registries (tests run
-    without network, and a miss should fail fast rather than time out on the internet).
+    without network, and a miss should fail fast rather than time out on the internet). The
+    mirror is also listed as a ``[host]`` table: containerd 1.6 refuses a file without one, and
+    the same files serve it in side-by-side benchmarks.
     """
     quoted = json.dumps(mirror_url)  # a JSON string is a valid TOML basic string
     if not keep_upstream:
-        return dict.fromkeys(hosts, f"server = {quoted}\n")
+        text = f'server = {quoted}\n\n[host.{quoted}]\ncapabilities = ["pull", "resolve"]\n'
+        return dict.fromkeys(hosts, text)
     return {
         host: (
             f"server = {json.dumps(default_server(host))}\n\n"

@@ -162,7 +162,9 @@ def test_load_hosts_error_names_the_file(tmp_path: pathlib.Path) -> None:
 def test_mirror_config_replaces_the_server_by_default(tmp_path: pathlib.Path) -> None:
     write_mirror_config(str(tmp_path), mirror_url="http://127.0.0.1:5000")
     for registry in MIRRORED_REGISTRIES:
-        assert load_hosts(str(tmp_path), registry) == [RegistryHost("http://127.0.0.1:5000")]
+        hosts = load_hosts(str(tmp_path), registry)
+        assert [h.url for h in hosts] == ["http://127.0.0.1:5000"]
+        assert hosts[0].capabilities == {"pull", "resolve"}
 
 
 def test_mirror_config_can_keep_the_upstream() -> None:
