@@ -206,7 +206,7 @@ def bench_pods() -> list[tuple[str, float, float]]:
     with registry() as reg, cni_network("10.205.0.0/16", "stwbench0") as net:
         publish_catalog(reg.url)
         with stowage_daemon(reg.url, net) as d:
-            assert d.proc is not None  # noqa: S101 - started by the context manager
+            assert d.proc is not None
             pid = d.proc.pid
             ours = _measure(d.endpoint, lambda: _descendants(pid, ("conmon", "stowage-pause")))
         certs = tempfile.mkdtemp(prefix="stowage-bench-certs-")

@@ -29,8 +29,8 @@ def main() -> int:
     report("pull-100mb", ours, theirs)
     for name, a, b in bench_pods():
         report(name, a, b)
-    for name, a, b in bench_csi():
-        report(name, a, b)
+    for name, mine, ref in bench_csi():
+        report(name, mine, ref)
     return 0
 
 
