@@ -342,17 +342,22 @@ class ContainerManager:
             log.info("kill failed", extra={"id": c.meta.id, "error": str(exc)})
 
     def _wait_exit(self, c: Container, timeout: float) -> bool:
+        """Waits for conmon's exit file. It appears within milliseconds of the exit, so the
+        file is polled often and runc (a process start each time) asked only now and then, in
+        case conmon itself is gone."""
         deadline = time.monotonic() + timeout
         path = self._exit_file(c)
+        next_state_check = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             if os.path.exists(path):
                 return True
-            state = self.runc.state(c.meta.id)
-            if state is None or state.status == "stopped":
-                # conmon writes the exit file right after runc sees the exit.
-                time.sleep(0.05)
-                return os.path.exists(path) or state is None
-            time.sleep(0.02)
+            if time.monotonic() >= next_state_check:
+                state = self.runc.state(c.meta.id)
+                if state is None or state.status == "stopped":
+                    time.sleep(0.1)
+                    return os.path.exists(path) or state is None
+                next_state_check = time.monotonic() + 0.5
+            time.sleep(0.002)
         return os.path.exists(path)
 
     def _mark_exited(self, c: Container, code: int, reason: str) -> None:

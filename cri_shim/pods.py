@@ -211,7 +211,9 @@ class PodManager:
         if sb is None:
             return  # the CRI asks stop to succeed for unknown pods
         with sb.lock:
+            started = time.monotonic()
             stop_containers(sb)
+            stopped = time.monotonic()
             if sb.status.network_attached and sb.meta.netns_path:
                 cfg = sandbox_config(sb)
                 args = self._net_args(cfg, sb.meta.id, sb.meta.netns_path)
@@ -222,6 +224,14 @@ class PodManager:
                         grpc.StatusCode.UNKNOWN, f"failed to tear down pod network: {exc}"
                     ) from exc
             self._stop_infra(sb)
+            log.debug(
+                "pod sandbox stopped",
+                extra={
+                    "id": sb.meta.id,
+                    "containers_ms": round(1000 * (stopped - started)),
+                    "network_ms": round(1000 * (time.monotonic() - stopped)),
+                },
+            )
             if sb.status.state != "notready" or sb.status.network_attached:
                 self.reg.set_sandbox_status(
                     sb,

@@ -241,10 +241,12 @@ def stowage_daemon(
         "--registry-config-dir",
         certs,
         "--log-level",
-        "info",
+        os.environ.get("STOWAGE_LOG_LEVEL", "info"),
         "--cni-conf-dir",
         cni_conf_dir or os.path.join(work, "net.d"),
     ]
+    if os.environ.get("STOWAGE_CONFIG"):
+        argv += ["--config", os.environ["STOWAGE_CONFIG"]]
     daemon = StowageDaemon(work, argv)
     try:
         daemon.start()
