@@ -7,7 +7,8 @@
 - ``runtimeConfig`` carries only the capabilities a plugin declares (``portMappings``, ...).
 - Every ADD result is cached with the exact config it was made with, so DEL and CHECK use what
   ADD used, even if the config directory changed since.
-- Loopback is brought up in every pod namespace by the ``loopback`` plugin.
+- Loopback is brought up in every pod namespace: by the ``loopback`` plugin, or (stowage's
+  pods) by the pod set-up helper itself, which saves a plugin process per pod.
 
 Pure parts (config selection and parsing, request building) are separate functions; ``Cni``
 is the thin shell that executes plugins and owns the cache.
@@ -135,7 +136,11 @@ def pod_ips(result: dict[str, Any]) -> list[str]:
 
 
 class Cni:
-    def __init__(self, conf_dir: str, bin_dirs: list[str], cache_dir: str) -> None:
+    def __init__(
+        self, conf_dir: str, bin_dirs: list[str], cache_dir: str, loopback: bool = True
+    ) -> None:
+        # loopback=False when the caller brings lo up itself (stowage's pod set-up does).
+        self.loopback = loopback
         self.conf_dir = conf_dir
         self.bin_dirs = bin_dirs
         self.cache_dir = cache_dir
@@ -215,8 +220,9 @@ class Cni:
         net = self.network()
         if net is None:
             raise CniError(f"no CNI network config in {self.conf_dir}")
-        lo = parse_network(json.dumps(_LOOPBACK).encode())
-        self._run_list("ADD", lo, args, "lo")
+        if self.loopback:
+            lo = parse_network(json.dumps(_LOOPBACK).encode())
+            self._run_list("ADD", lo, args, "lo")
         try:
             result = self._run_list("ADD", net, args, args.ifname) or {}
         except CniError:

@@ -1,8 +1,9 @@
 """Pod namespaces: created, pinned and removed here, and nowhere else.
 
 Design note: a pod's network, IPC and UTS namespaces are created by a short-lived ``unshare``
-child that bind-mounts each new namespace onto a file under ``<ns_dir>/<pod id>/`` and sets the
-pod's hostname on its way out (``unshare --net=FILE --ipc=FILE --uts=FILE hostname NAME``). No
+child that bind-mounts each new namespace onto a file under ``<ns_dir>/<pod id>/``; the program
+it runs inside them (``stowage-pause --setup-pod``) sets the hostname, brings loopback up and
+mounts the pod's /dev/shm, all in that one child. No
 thread of the daemon ever enters a namespace (setns would move a whole pool thread). The
 namespaces then live as long as their bind mounts, with no infra process to start, watch or
 pay memory for; containers join them by path. The directory holding the pins is a private
@@ -42,8 +43,19 @@ def _ensure_private_dir(ns_dir: str) -> None:
 
 
 def pin_namespaces(
-    ns_dir: str, pod_id: str, *, net: bool, ipc: bool, uts: bool, hostname: str
+    ns_dir: str,
+    pod_id: str,
+    *,
+    net: bool,
+    ipc: bool,
+    uts: bool,
+    hostname: str,
+    helper: str,
+    shm: str | None = None,
+    shm_size: int = 64 << 20,
 ) -> PodNamespaces:
+    """Creates the pod's namespaces and, in the same child, does the pod's one-time set-up:
+    hostname, loopback up, and the /dev/shm tmpfs (``stowage-pause --setup-pod``)."""
     _ensure_private_dir(ns_dir)
     pod_dir = os.path.join(ns_dir, pod_id)
     os.makedirs(pod_dir, mode=0o700, exist_ok=True)
@@ -52,14 +64,19 @@ def pin_namespaces(
         for kind, wanted in (("net", net), ("ipc", ipc), ("uts", uts))
         if wanted
     }
-    if not paths:
+    if not paths and shm is None:
         return PodNamespaces(None, None, None)
     args = ["unshare"]
     for kind, path in paths.items():
         open(path, "w").close()
         args.append(f"--{kind}={path}")
-    # Only a private UTS namespace may get the pod's hostname.
-    args += ["hostname", hostname] if uts else ["true"]
+    args += [helper, "--setup-pod"]
+    if uts:  # only a private UTS namespace may get the pod's hostname
+        args += ["--hostname", hostname]
+    if net:
+        args.append("--lo")
+    if shm is not None:
+        args += ["--shm", shm, "--shm-size", str(shm_size)]
     res = subprocess.run(args, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         unpin_namespaces(ns_dir, pod_id)
@@ -71,10 +88,13 @@ def unpin_namespaces(ns_dir: str, pod_id: str) -> None:
     pod_dir = os.path.join(ns_dir, pod_id)
     if not os.path.isdir(pod_dir):
         return
-    for kind in ("net", "ipc", "uts"):
-        path = os.path.join(pod_dir, kind)
-        if os.path.exists(path):
-            subprocess.run(["umount", "-l", path], capture_output=True, check=False)
+    pins = [
+        p for p in (os.path.join(pod_dir, k) for k in ("net", "ipc", "uts")) if os.path.exists(p)
+    ]
+    if pins:
+        # One umount for all pins; lazily, so a process still inside keeps its namespace.
+        subprocess.run(["umount", "-l", *pins], capture_output=True, check=False)
+        for path in pins:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     with contextlib.suppress(OSError):

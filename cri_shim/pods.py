@@ -25,7 +25,7 @@ import grpc
 from cri_shim._pb import api_pb2 as pb
 from cri_shim.cni import Cni, CniError, PodNetworkArgs, pod_ips
 from cri_shim.errors import CriError
-from cri_shim.netns import pin_namespaces, unpin_namespaces
+from cri_shim.netns import NamespaceError, pin_namespaces, unpin_namespaces
 from cri_shim.podfiles import hosts_file, resolv_conf
 from cri_shim.runtime import Registry, Sandbox, new_id
 from cri_shim.store import SandboxMeta, SandboxStatus, b64, unb64
@@ -100,29 +100,25 @@ class PodManager:
         os.makedirs(state_dir, mode=0o711)
         undo.callback(shutil.rmtree, state_dir, True)
         hostname = cfg.hostname or (os.uname().nodename if host_net else md_name(cfg))
+        shm = None
         if not host_ipc:
             shm = os.path.join(state_dir, "shm")
             os.makedirs(shm, mode=0o1777)
-            _run(
-                [
-                    "mount",
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    f"nosuid,nodev,noexec,mode=1777,size={SHM_SIZE}",
-                    "shm",
-                    shm,
-                ]
-            )
             undo.callback(_umount, shm)
-        pins = pin_namespaces(
-            self.reg.paths.namespaces,
-            sandbox_id,
-            net=not host_net,
-            ipc=not host_ipc,
-            uts=not host_net,
-            hostname=hostname,
-        )
+        try:
+            pins = pin_namespaces(
+                self.reg.paths.namespaces,
+                sandbox_id,
+                net=not host_net,
+                ipc=not host_ipc,
+                uts=not host_net,
+                hostname=hostname,
+                helper=self.pause_binary,
+                shm=shm,
+                shm_size=SHM_SIZE,
+            )
+        except NamespaceError as exc:
+            raise CriError(grpc.StatusCode.INTERNAL, str(exc)) from exc
         undo.callback(unpin_namespaces, self.reg.paths.namespaces, sandbox_id)
         infra_pid = None
         if ns.pid == pb.POD:
@@ -294,12 +290,6 @@ def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
     os.chmod(path, 0o644)
-
-
-def _run(args: list[str]) -> None:
-    res = subprocess.run(args, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise CriError(grpc.StatusCode.INTERNAL, f"{args[0]}: {res.stderr.strip()}")
 
 
 def _umount(path: str) -> None:
