@@ -21,10 +21,14 @@ Keys and defaults (documented in README.md):
     [log]
     level = "info"
     format = "json"                                # or "text"
+    [streaming]
+    address = "127.0.0.1"                          # Exec/Attach/PortForward URLs; loopback only
+    port = 0                                       # 0: an ephemeral port
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -73,12 +77,19 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class StreamingSection:
+    address: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     cri: CriConfig = field(default_factory=CriConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     cni: CniSection = field(default_factory=CniSection)
     log: LogConfig = field(default_factory=LogConfig)
+    streaming: StreamingSection = field(default_factory=StreamingSection)
 
 
 def _section(cls: type[Any], name: str, raw: object) -> Any:
@@ -112,6 +123,7 @@ def parse_config(text: str) -> Config:
         "runtime": RuntimeSection,
         "cni": CniSection,
         "log": LogConfig,
+        "streaming": StreamingSection,
     }
     for key in raw:
         if key not in sections:
@@ -124,7 +136,19 @@ def parse_config(text: str) -> Config:
         raise ConfigError('runtime.cgroup_driver must be "cgroupfs" or "systemd"')
     if cfg.log.format not in ("json", "text"):
         raise ConfigError('log.format must be "json" or "text"')
+    if not _is_loopback(cfg.streaming.address):
+        raise ConfigError("streaming.address must be a loopback address (127.0.0.1 or ::1)")
+    if not 0 <= cfg.streaming.port <= 65535:
+        raise ConfigError("streaming.port must be between 0 and 65535")
     return cfg
+
+
+def _is_loopback(address: str) -> bool:
+    # The streaming server's only credential is the URL's token: it must not leave the node.
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: str | None) -> Config:

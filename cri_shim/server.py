@@ -28,6 +28,7 @@ from cri_shim.service.image_service import ImageService
 from cri_shim.service.runtime_service import RuntimeService
 from cri_shim.spec import RuntimeOptions
 from cri_shim.spec.security import capabilities_from_mask
+from cri_shim.streaming import StreamingService
 from images.store import ImageStore
 
 __all__ = ["main", "serve"]
@@ -74,7 +75,7 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     reg = Registry(paths)
     reg.load()
     runc = Runc(paths.runc_root, cfg.runtime.runc, cfg.runtime.cgroup_driver == "systemd")
-    cni = Cni(cfg.cni.conf_dir, list(cfg.cni.bin_dirs), paths.cni_cache)
+    cni = Cni(cfg.cni.conf_dir, list(cfg.cni.bin_dirs), paths.cni_cache, loopback=False)
     options = RuntimeOptions(
         restrict_oom_score_adj=cfg.runtime.restrict_oom_score_adj,
         daemon_oom_score_adj=_own_oom_score_adj(),
@@ -94,6 +95,10 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
     store = open_store(cfg)
     store.recover()
     runtime = build_runtime(cfg, store)
+    runtime.streaming = StreamingService(
+        runtime.reg, runtime.containers, cfg.streaming.address, cfg.streaming.port
+    )
+    runtime.streaming.start()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="cri"),
         interceptors=[ErrorInterceptor()],

@@ -1,6 +1,6 @@
 """CRI RuntimeService: each handler converts the request, makes one call into the pod or
-container manager and converts the answer back. Streaming (Exec, Attach, PortForward) is not
-served yet and answers UNIMPLEMENTED through the generated base class."""
+container manager and converts the answer back. Exec, Attach and PortForward answer with a
+single-use URL of the streaming server (``cri_shim.streaming``), UNIMPLEMENTED without one."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from cri_shim.errors import CriError
 from cri_shim.pods import PodManager, sandbox_config
 from cri_shim.runtime import Container, Registry, Sandbox
 from cri_shim.service.stats import StatsCollector
+from cri_shim.streaming import (
+    AttachTarget,
+    ExecTarget,
+    PortForwardTarget,
+    StreamingService,
+    StreamOptions,
+)
 
 __all__ = ["RUNTIME_NAME", "RuntimeService"]
 
@@ -86,6 +93,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self.cni = cni
         self.cgroup_driver = cgroup_driver
         self.stats = StatsCollector(reg, containers.images.snapshots, cgroup_driver)
+        # Set by the daemon once the streaming server listens.
+        self.streaming: StreamingService | None = None
 
     def Version(self, request: pb.VersionRequest, context: object) -> pb.VersionResponse:
         return pb.VersionResponse(
@@ -321,6 +330,29 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             request.container_id, list(request.cmd), int(request.timeout)
         )
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=code)
+
+    # streaming: each call parks the request under a token and answers with its URL
+
+    def _streaming(self) -> StreamingService:
+        if self.streaming is None:
+            raise CriError(grpc.StatusCode.UNIMPLEMENTED, "the streaming server is not running")
+        return self.streaming
+
+    def Exec(self, request: pb.ExecRequest, context: object) -> pb.ExecResponse:
+        opts = StreamOptions(request.stdin, request.stdout, request.stderr, request.tty)
+        target = ExecTarget(request.container_id, tuple(request.cmd), opts)
+        return pb.ExecResponse(url=self._streaming().exec_url(target))
+
+    def Attach(self, request: pb.AttachRequest, context: object) -> pb.AttachResponse:
+        opts = StreamOptions(request.stdin, request.stdout, request.stderr, request.tty)
+        target = AttachTarget(request.container_id, opts)
+        return pb.AttachResponse(url=self._streaming().attach_url(target))
+
+    def PortForward(
+        self, request: pb.PortForwardRequest, context: object
+    ) -> pb.PortForwardResponse:
+        target = PortForwardTarget(request.pod_sandbox_id)
+        return pb.PortForwardResponse(url=self._streaming().port_forward_url(target))
 
     def ReopenContainerLog(
         self, request: pb.ReopenContainerLogRequest, context: object

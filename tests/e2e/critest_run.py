@@ -26,7 +26,6 @@ SKIPS = {
         "pulls an upstream image by its exact digest: no content with that digest can be built "
         "offline, for any runtime"
     ),
-    "Streaming": "the streaming server (Exec, Attach, PortForward) has not landed yet",
 }
 FOCUS = ""
 SKIP = "|".join(SKIPS)
