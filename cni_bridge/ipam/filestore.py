@@ -1,0 +1,139 @@
+"""The real ``Store``: host-local's on-disk layout, so the reference plugin and ours can
+read each other's data directory.
+
+``<dataDir>/<network>/<ip>`` holds ``<container id>\\r\\n<ifname>``; ``last_reserved_ip.<n>``
+holds the last address reserved in range set ``n``; ``lock`` is flock()ed around every
+read-modify-write, which serialises concurrent plugin processes (and the reference's, which
+locks the same file).
+
+Durability: a reservation file is created with O_EXCL: the creation itself is the atomic
+claim, visible to every other process at once and kept across a crash of this process. It is
+not fsynced by default (``durable=False``): what it protects is a pod's address, and a pod's
+veth, routes and NAT rules all die with the host, so after a power loss the runtime re-ADDs
+every pod and GC frees what no pod holds. (Measured: the fsyncs were ~4 ms of a ~6 ms ADD.)
+``last_reserved_ip`` is only a round-robin hint, replaced atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+
+from cni_bridge.errors import IOFailure
+from cni_bridge.ipam.store import Allocation
+
+__all__ = ["FileStore"]
+
+_LAST = "last_reserved_ip."
+_SKIP = frozenset(("lock",))
+
+
+class FileStore:
+    def __init__(self, data_dir: str, network: str, durable: bool = False) -> None:
+        if not network or "/" in network or network in (".", ".."):
+            raise IOFailure(f"network name {network!r} cannot name a directory")
+        self.dir = os.path.join(data_dir, network)
+        self.durable = durable
+        self._dir_fd = -1
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        try:
+            os.makedirs(self.dir, mode=0o755, exist_ok=True)
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+        except OSError as exc:
+            raise IOFailure(f"cannot open the IPAM store {self.dir}", str(exc)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                yield
+            finally:
+                os.close(self._dir_fd)
+                self._dir_fd = -1
+        finally:
+            os.close(fd)  # closing the last fd drops the flock
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def reserve(self, container_id: str, ifname: str, ip: str, range_set: int) -> bool:
+        try:
+            fd = os.open(self._path(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise IOFailure(f"cannot reserve {ip}", str(exc)) from exc
+        try:
+            os.write(fd, f"{container_id}\r\n{ifname}".encode())
+            if self.durable:
+                os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(ip))
+            raise IOFailure(f"cannot reserve {ip}", str(exc)) from exc
+        os.close(fd)
+        if self.durable and self._dir_fd >= 0:
+            os.fsync(self._dir_fd)
+        tmp = self._path(f".{_LAST}{range_set}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(ip)
+            os.replace(tmp, self._path(f"{_LAST}{range_set}"))
+        except OSError:
+            pass  # only a round-robin hint: allocation stays correct without it
+        return True
+
+    def last_reserved(self, range_set: int) -> str | None:
+        try:
+            with open(self._path(f"{_LAST}{range_set}")) as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def release(self, ip: str) -> None:
+        try:
+            os.unlink(self._path(ip))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise IOFailure(f"cannot release {ip}", str(exc)) from exc
+
+    def _entries(self) -> Iterator[tuple[str, str, str]]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name in _SKIP or name.startswith((_LAST, ".")):
+                continue
+            try:
+                with open(self._path(name), "rb") as f:
+                    data = f.read().decode(errors="replace")
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EISDIR):
+                    continue
+                raise IOFailure(f"cannot read the IPAM store {self.dir}", str(exc)) from exc
+            cid, _, ifname = data.partition("\r\n")
+            # Files written by very old host-local versions hold only the container id.
+            yield name, cid.strip(), ifname.strip()
+
+    def release_by_id(self, container_id: str, ifname: str) -> list[str]:
+        ips = self.get_by_id(container_id, ifname)
+        for ip in ips:
+            self.release(ip)
+        return ips
+
+    def get_by_id(self, container_id: str, ifname: str) -> list[str]:
+        return sorted(
+            ip for ip, c, i in self._entries() if c == container_id and i in (ifname, "")
+        )
+
+    def allocations(self) -> list[Allocation]:
+        return sorted(Allocation(ip, c, i) for ip, c, i in self._entries())
