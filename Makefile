@@ -23,7 +23,7 @@ APT_PACKAGES := runc crun conmon docker-registry containerd containernetworking-
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup apt venv proto tools run test unit lint bench conformance-cri \
+.PHONY: help setup apt venv proto tools cni-install run test unit lint bench conformance-cri \
 	conformance-csi e2e-kubelet clean
 
 help:
@@ -31,7 +31,7 @@ help:
 	@echo "make test   - set up and run every test (unit, root integration, conformance)"
 	@echo "other targets: setup lint proto bench conformance-cri conformance-csi e2e-kubelet"
 
-setup: apt venv proto tools
+setup: apt venv proto tools cni-install
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -72,8 +72,20 @@ $(TOOLS)/critest: tests/e2e/critest/go.mod tests/e2e/critest/go.sum
 $(TOOLS)/csi-sanity:
 	GOBIN=$(TOOLS) $(GO) install github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$(CSI_TEST_VERSION)
 
+# Our CNI plugins into /opt/cni/bin (next to, never over, the reference plugins) and, only if
+# /etc/cni/net.d has no network yet, the default pod network (10.88.0.0/16 on stowage0).
+cni-install: venv
+	$(PY) -m cni_bridge.install --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d
+
+# The node stack in the foreground: a demo image imported (no registry needed), the optional
+# CNI agent, and stowage-cri on /run/stowage/stowage.sock. Ctrl-C stops it all.
 run: setup
-	$(PY) -m cri_shim.devrun
+	$(PY) -m tests.images.demo .cache/demo-image.tar
+	$(VENV)/bin/stowage images import --base-name docker.io/library/busybox .cache/demo-image.tar
+	@echo "run: stowage-cri on unix:///run/stowage/stowage.sock; try:"
+	@echo "  $(TOOLS)/crictl --runtime-endpoint unix:///run/stowage/stowage.sock images"
+	$(PY) -m cni_bridge.agent & agent=$$!; trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
+		$(VENV)/bin/stowage-cri
 
 unit: venv proto
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

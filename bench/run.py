@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from bench.cni import bench_cni
 from bench.csi import bench_csi
 from bench.pods import bench_pods
 from bench.pull import bench_pull
@@ -29,8 +30,10 @@ def main() -> int:
     report("pull-100mb", ours, theirs)
     for name, a, b in bench_pods():
         report(name, a, b)
-    for name, mine, ref in bench_csi():
+    for name, mine, ref in bench_cni():
         report(name, mine, ref)
+    for name, ours_csi, ref_csi in bench_csi():
+        report(name, ours_csi, ref_csi)
     return 0
 
 
