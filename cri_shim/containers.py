@@ -393,6 +393,9 @@ class ContainerManager:
             with contextlib.suppress(Exception):
                 unmount(rootfs)
             self.images.snapshots.remove(c.meta.snapshot_key)
+            if self.images.status(c.meta.image_id) is None:
+                # Its image was removed while in use: the layers only this container held go now.
+                self.images.gc()
             shutil.rmtree(c.meta.bundle, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._exit_file(c))

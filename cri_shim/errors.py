@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 
 from images.errors import (
@@ -47,6 +49,11 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, CriError):
         return exc.code, str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:  # a full disk may surface wrapped in a library error
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, f"no space left on device: {exc}"
+        cause = cause.__cause__ or cause.__context__
     for cls, code in _CODES:
         if isinstance(exc, cls):
             return code, str(exc) or cls.__name__

@@ -51,7 +51,8 @@ class BlobWriter:
         self.written += len(data)
         return len(data)
 
-    def commit(self) -> None:
+    def verify(self) -> None:
+        """Raises BlobMismatchError unless what was written is the promised content."""
         actual = f"{self.digest.split(':', 1)[0]}:{self._hash.hexdigest()}"
         if actual != self.digest:
             raise BlobMismatchError(f"blob digest mismatch: expected {self.digest}, got {actual}")
@@ -59,6 +60,9 @@ class BlobWriter:
             raise BlobMismatchError(
                 f"blob {self.digest} size mismatch: expected {self.size}, got {self.written}"
             )
+
+    def commit(self) -> None:
+        self.verify()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

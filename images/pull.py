@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from images import manifest as mf
 from images.content import BlobWriter, ContentStore
-from images.errors import BlobMismatchError, ManifestError
+from images.errors import BlobMismatchError, LayerError, ManifestError, UnsafeLayerError
 from images.layers import unpack_layer
 from images.snapshots import Snapshotter
 
@@ -87,7 +87,17 @@ def _unpack_one(
         with content.ingest(layer.digest, layer.size) as writer, fetch(layer) as chunks:
             reader = ChunkReader(chunks, writer)
             stream: BinaryIO = io.BufferedReader(reader, buffer_size=1 << 20)
-            stats = unpack_layer(stream, layer.media_type, target)
+            try:
+                stats = unpack_layer(stream, layer.media_type, target)
+            except UnsafeLayerError:
+                raise
+            except LayerError:
+                # A blob that is not a valid archive is most often a damaged download: when
+                # its digest is wrong too, that is the error to report.
+                if writer is not None:
+                    reader.drain()
+                    writer.verify()
+                raise
             reader.drain()
             stream.read()
             if writer is not None:

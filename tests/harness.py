@@ -219,11 +219,26 @@ class StowageDaemon:
 
 @contextlib.contextmanager
 def stowage_daemon(
-    mirror_url: str | None = None, cni_conf_dir: str | None = None
+    mirror_url: str | None = None, cni_conf_dir: str | None = None, root_size: str | None = None
 ) -> Iterator[StowageDaemon]:
     """A stowage-cri with its own root, state, socket and registry config; on exit every pod
-    it still has is stopped and removed (by the daemon itself), then the daemon and its files."""
+    it still has is stopped and removed (by the daemon itself), then the daemon and its files.
+    With ``root_size`` (e.g. "40m") the root is a tmpfs of that size, to fill the disk."""
     work = tempfile.mkdtemp(prefix="stowage-cri-")
+    if root_size is not None:
+        os.makedirs(f"{work}/root")
+        subprocess.run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={root_size}",
+                "stowage-test-root",
+                f"{work}/root",
+            ],
+            check=True,
+        )
     certs = os.path.join(work, "certs.d")
     os.makedirs(certs)
     if mirror_url is not None:
@@ -257,6 +272,8 @@ def stowage_daemon(
                 _remove_all_pods(daemon.endpoint)
         daemon.stop()
         _cleanup_state(daemon.state)
+        if root_size is not None:
+            subprocess.run(["umount", "-l", f"{work}/root"], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -161,3 +161,21 @@ def test_containers_survive_a_daemon_kill(env: tuple[str, str], tmp_path: Path) 
         st = json.loads(crictl(d, "inspect", "-o", "json", ctr))["status"]
         assert st["state"] == "CONTAINER_EXITED"
         crictl(d, "rmp", "-f", pod)
+
+
+def test_removing_an_image_in_use_keeps_the_container(
+    daemon: StowageDaemon, tmp_path: Path
+) -> None:
+    pod_cfg, ctr_cfg = _configs(tmp_path, "inuse", ["sleep", "3600"])
+    crictl(daemon, "pull", BUSYBOX)
+    pod = crictl(daemon, "runp", pod_cfg).strip()
+    ctr = crictl(daemon, "create", pod, ctr_cfg, pod_cfg).strip()
+    crictl(daemon, "start", ctr)
+    crictl(daemon, "rmi", BUSYBOX)  # as containerd: the image goes, its layers stay in use
+    assert json.loads(crictl(daemon, "images", "-o", "json"))["images"] == []
+    assert "still-here" in crictl(daemon, "exec", "-s", ctr, "sh", "-c", "echo still-here")
+    st = json.loads(crictl(daemon, "inspect", "-o", "json", ctr))["status"]
+    assert st["state"] == "CONTAINER_RUNNING"
+    crictl(daemon, "rmp", "-f", pod)
+    layers = Path(daemon.root) / "images" / "snapshots" / "layers"
+    assert list(layers.iterdir()) == []  # freed once the container is gone

@@ -50,3 +50,22 @@ def test_image_to_cri_sets_uid_only_when_numeric() -> None:
     assert img.username == "www-data"
     assert list(img.repo_tags) == ["docker.io/library/x:1"]
     assert img.spec.image == img.id
+
+
+def test_full_disk_is_resource_exhausted_even_when_wrapped() -> None:
+    import errno
+
+    import grpc
+
+    from cri_shim.errors import status_for
+    from images.errors import LayerError
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise LayerError("unpacking layer failed") from exc
+    except LayerError as wrapped:
+        code, message = status_for(wrapped)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "no space left" in message
