@@ -223,26 +223,28 @@ class Cni:
         if self.loopback:
             lo = parse_network(json.dumps(_LOOPBACK).encode())
             self._run_list("ADD", lo, args, "lo")
-        try:
-            result = self._run_list("ADD", net, args, args.ifname) or {}
-        except CniError:
-            with contextlib.suppress(CniError):
-                self._run_list("DEL", net, args, args.ifname)
-            raise
-        cache = {
+        cache: dict[str, Any] = {
             "kind": "cniCacheV1",
             "config": json.loads(net.raw),
             "ifName": args.ifname,
             "networkName": net.name,
             "cniArgs": cni_args(args),
             "capabilityArgs": args.capabilities,
-            "result": result,
+            "result": None,
         }
-        atomic_write(
-            self._cache_path(net.name, args.container_id, args.ifname),
-            json.dumps(cache).encode(),
-            0o600,
-        )
+        path = self._cache_path(net.name, args.container_id, args.ifname)
+        # Recorded before ADD, so that a crash during ADD still leaves what DEL needs.
+        atomic_write(path, json.dumps(cache).encode(), 0o600)
+        try:
+            result = self._run_list("ADD", net, args, args.ifname) or {}
+        except CniError:
+            with contextlib.suppress(CniError):
+                self._run_list("DEL", net, args, args.ifname)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+        cache["result"] = result
+        atomic_write(path, json.dumps(cache).encode(), 0o600)
         return result
 
     def teardown(self, args: PodNetworkArgs) -> None:

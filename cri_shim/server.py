@@ -23,6 +23,7 @@ from cri_shim.interceptors import ErrorInterceptor
 from cri_shim.logs import setup_logging
 from cri_shim.oci.runc import Runc
 from cri_shim.pods import PodManager
+from cri_shim.recover import recover
 from cri_shim.runtime import Paths, Registry
 from cri_shim.service.image_service import ImageService
 from cri_shim.service.runtime_service import RuntimeService
@@ -83,6 +84,7 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     )
     pods = PodManager(reg, cni, cfg.runtime.pause)
     containers = ContainerManager(reg, store, runc, options, cfg.runtime.cgroup_driver)
+    recover(reg, runc, cni, store.snapshots)
     containers.recover()
     return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
 

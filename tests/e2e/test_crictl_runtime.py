@@ -179,3 +179,73 @@ def test_removing_an_image_in_use_keeps_the_container(
     crictl(daemon, "rmp", "-f", pod)
     layers = Path(daemon.root) / "images" / "snapshots" / "layers"
     assert list(layers.iterdir()) == []  # freed once the container is gone
+
+
+def test_restart_recovers_every_state_and_sweeps_leftovers(
+    env: tuple[str, str], tmp_path: Path
+) -> None:
+    from cri_shim.netns import pin_namespaces
+
+    pod_cfg, sleeper = _configs(tmp_path, "restart", ["sleep", "3600"])
+    ctr = json.loads(Path(sleeper).read_text())
+    quitter = tmp_path / "quitter.json"
+    quitter.write_text(
+        json.dumps(
+            {
+                **ctr,
+                "metadata": {"name": "quitter"},
+                "command": ["sh", "-c", "exit 3"],
+                "log_path": "q.log",
+            }
+        )
+    )
+    waiter = tmp_path / "waiter.json"
+    waiter.write_text(json.dumps({**ctr, "metadata": {"name": "waiter"}, "log_path": "w.log"}))
+    with stowage_daemon(env[0], env[1]) as d:
+        crictl(d, "pull", BUSYBOX)
+        pod = crictl(d, "runp", pod_cfg).strip()
+        ip = json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]["network"]["ip"]
+        running = crictl(d, "create", pod, sleeper, pod_cfg).strip()
+        crictl(d, "start", running)
+        exited = crictl(d, "create", pod, str(quitter), pod_cfg).strip()
+        crictl(d, "start", exited)
+        created = crictl(d, "create", pod, str(waiter), pod_cfg).strip()
+
+        def state(cid: str) -> dict[str, object]:
+            return dict(json.loads(crictl(d, "inspect", "-o", "json", cid))["status"])
+
+        wait_for(lambda: state(exited)["state"] == "CONTAINER_EXITED", 10, "exit")
+        d.kill()
+        # What a kill -9 halfway through RunPodSandbox or CreateContainer leaves behind.
+        ghost = "f" * 64
+        state_root = Path(d.state)
+        pin_namespaces(
+            str(state_root / "ns"),
+            ghost,
+            net=True,
+            ipc=True,
+            uts=True,
+            hostname="ghost",
+            helper=f"{TOP}/.tools/bin/stowage-pause",
+        )
+        (state_root / "pods" / ghost).mkdir()
+        (state_root / "containers" / ghost / "rootfs").mkdir(parents=True)
+        (state_root / "exits" / ghost).write_text("0")
+        d.start()
+
+        assert state(running)["state"] == "CONTAINER_RUNNING"
+        assert state(exited)["state"] == "CONTAINER_EXITED"
+        assert state(exited)["exitCode"] == 3
+        assert state(created)["state"] == "CONTAINER_CREATED"
+        crictl(d, "start", created)
+        assert state(created)["state"] == "CONTAINER_RUNNING"
+        status = json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]
+        assert status["state"] == "SANDBOX_READY"
+        assert status["network"]["ip"] == ip
+        for leftover in ("ns", "pods", "containers", "exits"):
+            assert not (state_root / leftover / ghost).exists(), leftover
+        with open("/proc/self/mountinfo") as f:
+            assert ghost not in f.read()
+        crictl(d, "rmp", "-f", pod)
+        with open("/proc/self/mountinfo") as f:
+            assert pod not in f.read()
