@@ -37,10 +37,11 @@ from cri_shim.spec import (
     SpecError,
     build_container_spec,
     cgroup_parent_path,
+    userns_mappings,
 )
 from cri_shim.stats import CgroupReader, cgroup_dir
 from cri_shim.store import ContainerMeta, ContainerStatus, b64, unb64
-from images.mount import mount_all, unmount
+from images.mount import Mount, mount_all, overlay_mount, unmount
 from images.store import ImageStore
 
 __all__ = ["ContainerManager", "container_config"]
@@ -97,7 +98,9 @@ class ContainerManager:
         runc: Runc,
         options: RuntimeOptions,
         cgroup_driver: str,
+        helper: str = "stowage-pause",
     ) -> None:
+        self.helper = helper
         self.reg = reg
         self.images = images
         self.runc = runc
@@ -147,8 +150,15 @@ class ContainerManager:
         undo.callback(shutil.rmtree, bundle, True)
         mounts = self.images.snapshots.prepare(container_id, image.chain_id)
         undo.callback(self.images.snapshots.remove, container_id)
+        if sb.meta.user_ns_path is not None:
+            mappings = userns_mappings(sandbox_cfg.linux.security_context.namespace_options)
+            assert mappings is not None  # noqa: S101 - the pod has a user namespace
+            root = (mappings[0][0]["hostID"], mappings[1][0]["hostID"])
+            mounts = self._idmapped_layers(bundle, container_id, sb.meta.user_ns_path, root)
         mount_all(mounts, rootfs)
         undo.callback(unmount, rootfs)
+        if sb.meta.user_ns_path is not None:
+            self._drop_idmapped_layers(bundle)
         image_config = mf.parse_image_config(json.dumps(image.config).encode())
         log_path = ""
         if sandbox_cfg.log_directory and cfg.log_path:
@@ -209,6 +219,54 @@ class ContainerManager:
             },
         )
 
+    def _idmapped_layers(
+        self, bundle: str, key: str, user_ns: str, root: tuple[int, int]
+    ) -> list[Mount]:
+        """The rootfs of a user-namespaced container: overlay cannot be id-mapped itself, so
+        each image layer is bound id-mapped under the bundle and the overlay is made of those.
+        The writable layer is not id-mapped (overlay creates its work files as the mounter,
+        whom an id-mapped upper could not represent): its two empty directories are owned by
+        the container's root instead (``root``: host uid and gid)."""
+        snaps = self.images.snapshots
+        parent = snaps.parent_of_active(key)
+        lowers = snaps.lowerdirs(parent) if parent else []
+        stage = os.path.join(bundle, "idmap")
+        pairs: list[str] = []
+        mapped_lowers = []
+        for i, lower in enumerate(lowers):
+            target = os.path.join(stage, f"l{i}")
+            os.makedirs(target)
+            pairs += [lower, target]
+            mapped_lowers.append(target)
+        upper = snaps.active_dir(key)
+        for d in ("fs", "work"):
+            os.chown(os.path.join(upper, d), *root)
+        if not pairs:
+            return [overlay_mount([], os.path.join(upper, "fs"), os.path.join(upper, "work"))]
+        res = subprocess.run(
+            [self.helper, "--idmap-bind", user_ns, *pairs],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            self._drop_idmapped_layers(bundle)
+            raise CriError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"id-mapped layers for a user-namespaced pod: {res.stderr.strip()}",
+            )
+        return [
+            overlay_mount(mapped_lowers, os.path.join(upper, "fs"), os.path.join(upper, "work"))
+        ]
+
+    def _drop_idmapped_layers(self, bundle: str) -> None:
+        # The overlay holds its own references to its layers: the staging mounts can go.
+        stage = os.path.join(bundle, "idmap")
+        if os.path.isdir(stage):
+            targets = [os.path.join(stage, n) for n in sorted(os.listdir(stage))]
+            subprocess.run(["umount", "-l", *targets], capture_output=True, check=False)
+            shutil.rmtree(stage, ignore_errors=True)
+
     def _pod_context(self, sb: Sandbox, cfg: pb.PodSandboxConfig, container_id: str) -> PodContext:
         ns = cfg.linux.security_context.namespace_options
         pid = infra_pid(sb)
@@ -230,6 +288,7 @@ class ContainerManager:
                 sb.meta.cgroup_parent, self.cgroup_driver, container_id
             ),
             cgroup_driver=self.cgroup_driver,
+            user_ns_path=sb.meta.user_ns_path,
         )
 
     # StartContainer

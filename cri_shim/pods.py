@@ -25,9 +25,10 @@ import grpc
 from cri_shim._pb import api_pb2 as pb
 from cri_shim.cni import Cni, CniError, PodNetworkArgs, pod_ips
 from cri_shim.errors import CriError
-from cri_shim.netns import NamespaceError, pin_namespaces, unpin_namespaces
+from cri_shim.netns import IdMap, NamespaceError, pin_namespaces, unpin_namespaces
 from cri_shim.podfiles import hosts_file, resolv_conf
 from cri_shim.runtime import Registry, Sandbox, new_id
+from cri_shim.spec import SpecError, userns_mappings
 from cri_shim.store import SandboxMeta, SandboxStatus, b64, unb64
 
 __all__ = ["PodManager", "sandbox_config"]
@@ -106,6 +107,17 @@ class PodManager:
             os.makedirs(shm, mode=0o1777)
             undo.callback(_umount, shm)
         try:
+            mappings = userns_mappings(ns)
+        except SpecError as exc:
+            raise CriError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        userns = None
+        if mappings is not None:
+            uid, gid = mappings[0][0], mappings[1][0]
+            userns = (
+                IdMap(uid["containerID"], uid["hostID"], uid["size"]),
+                IdMap(gid["containerID"], gid["hostID"], gid["size"]),
+            )
+        try:
             pins = pin_namespaces(
                 self.reg.paths.namespaces,
                 sandbox_id,
@@ -116,13 +128,14 @@ class PodManager:
                 helper=self.pause_binary,
                 shm=shm,
                 shm_size=SHM_SIZE,
+                userns=userns,
             )
         except NamespaceError as exc:
             raise CriError(grpc.StatusCode.INTERNAL, str(exc)) from exc
         undo.callback(unpin_namespaces, self.reg.paths.namespaces, sandbox_id)
         infra_pid = None
         if ns.pid == pb.POD:
-            infra_pid = self._start_infra(state_dir)
+            infra_pid = self._start_infra(state_dir, pins.user)
             undo.callback(_kill_infra, infra_pid)
         ips: list[str] = []
         attached = False
@@ -162,6 +175,7 @@ class PodManager:
             uts_ns_path=pins.uts,
             cgroup_parent=cfg.linux.cgroup_parent,
             infra_id=None if infra_pid is None else str(infra_pid),
+            user_ns_path=pins.user,
         )
         return meta, SandboxStatus(state="ready", ips=tuple(ips), network_attached=attached)
 
@@ -186,9 +200,14 @@ class PodManager:
         except CniError as exc:
             log.error("network teardown failed", extra={"id": args.container_id, "error": str(exc)})
 
-    def _start_infra(self, state_dir: str) -> int:
+    def _start_infra(self, state_dir: str, user_ns: str | None) -> int:
+        args = [self.pause_binary, "--new-pidns"]
+        if user_ns is not None:
+            # The PID namespace must belong to the pod's user namespace, or its containers
+            # (which enter that user namespace first) may not join it.
+            args = ["nsenter", f"--user={user_ns}", *args]
         res = subprocess.run(
-            [self.pause_binary, "--new-pidns"],
+            args,
             capture_output=True,
             text=True,
             check=False,

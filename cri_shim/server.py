@@ -71,6 +71,8 @@ def _bounding_capabilities() -> tuple[str, ...]:
 def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     """Wires the runtime service and brings its state back from disk."""
     paths = Paths(root=cfg.cri.root, state=cfg.cri.state)
+    os.makedirs(paths.state, mode=0o711, exist_ok=True)
+    os.chmod(paths.state, 0o711)  # noqa: S103 - search only: user-namespaced containers traverse it
     for d in (paths.pods, paths.namespaces, paths.bundles, paths.exits, paths.sockets):
         os.makedirs(d, mode=0o711, exist_ok=True)
     reg = Registry(paths)
@@ -83,7 +85,9 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         available_capabilities=_bounding_capabilities(),
     )
     pods = PodManager(reg, cni, cfg.runtime.pause)
-    containers = ContainerManager(reg, store, runc, options, cfg.runtime.cgroup_driver)
+    containers = ContainerManager(
+        reg, store, runc, options, cfg.runtime.cgroup_driver, helper=cfg.runtime.pause
+    )
     recover(reg, runc, cni, store.snapshots)
     containers.recover()
     return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
@@ -91,7 +95,9 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
 
 def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
     path = _socket_path(cfg.cri.socket)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    # 0711, not 0700: containers in a user namespace must be able to traverse to their bundle
+    # under the state dir (the socket itself is 0600).
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     store = open_store(cfg)

@@ -51,6 +51,7 @@ class SandboxMeta:
     uts_ns_path: str | None
     cgroup_parent: str
     infra_id: str | None = None  # the infra (pause) container, when the pod needs one
+    user_ns_path: str | None = None  # the pod's own user namespace, when it has one
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,14 @@ class Snapshotter:
         lowers = self.lowerdirs(parent) if parent else []
         return [overlay_mount(lowers, os.path.join(path, "fs"), os.path.join(path, "work"))]
 
+    def active_dir(self, key: str) -> str:
+        """A writable layer's directory: ``fs`` (the overlay upper) and ``work`` are in it."""
+        return os.path.join(self._active, _check_key(key))
+
+    def parent_of_active(self, key: str) -> str | None:
+        with open(os.path.join(self.active_dir(key), "parent")) as f:
+            return f.read().strip() or None
+
     def active(self) -> dict[str, str | None]:
         """Every writable layer and the chain id it stands on."""
         out: dict[str, str | None] = {}

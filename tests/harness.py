@@ -225,6 +225,7 @@ def stowage_daemon(
     it still has is stopped and removed (by the daemon itself), then the daemon and its files.
     With ``root_size`` (e.g. "40m") the root is a tmpfs of that size, to fill the disk."""
     work = tempfile.mkdtemp(prefix="stowage-cri-")
+    os.chmod(work, 0o711)  # noqa: S103 - as /run: user-namespaced containers traverse it
     if root_size is not None:
         os.makedirs(f"{work}/root")
         subprocess.run(

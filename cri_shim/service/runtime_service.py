@@ -118,7 +118,12 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         info = (
             {
                 "config": json.dumps(
-                    {"cniConfDir": self.cni.conf_dir, "cniBinDirs": self.cni.bin_dirs}
+                    {
+                        "cniConfDir": self.cni.conf_dir,
+                        "cniBinDirs": self.cni.bin_dirs,
+                        # Where pod state lives (critest checks id-mapped mount support there).
+                        "stateDir": self.reg.paths.state,
+                    }
                 )
             }
             if request.verbose
@@ -127,7 +132,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         handler = pb.RuntimeHandler(
             name="",
             features=pb.RuntimeHandlerFeatures(
-                recursive_read_only_mounts=True, user_namespaces=False
+                recursive_read_only_mounts=True, user_namespaces=True
             ),
         )
         return pb.StatusResponse(
