@@ -27,6 +27,7 @@ import grpc
 
 from cri_shim._pb import api_pb2 as pb
 from cri_shim.errors import CriError
+from cri_shim.events import CREATED, DELETED, STARTED, STOPPED, ContainerEvent, EventBus
 from cri_shim.oci.conmon import ConmonSpec, launch
 from cri_shim.oci.runc import Runc, RuncError
 from cri_shim.pods import infra_pid, sandbox_config
@@ -99,8 +100,10 @@ class ContainerManager:
         options: RuntimeOptions,
         cgroup_driver: str,
         helper: str = "stowage-pause",
+        events: EventBus | None = None,
     ) -> None:
         self.helper = helper
+        self.events = events or EventBus()
         self.reg = reg
         self.images = images
         self.runc = runc
@@ -130,7 +133,11 @@ class ContainerManager:
             meta = self._setup(sb, cfg, sandbox_cfg, image, container_id, name, undo)
             self.reg.add_container(meta, ContainerStatus(state="created"))
             undo.pop_all()
+        self._publish(container_id, sandbox_id, CREATED)
         return container_id
+
+    def _publish(self, container_id: str, sandbox_id: str, kind: str) -> None:
+        self.events.publish(ContainerEvent(container_id, sandbox_id, kind, time.time_ns()))
 
     def _setup(
         self,
@@ -317,6 +324,7 @@ class ContainerManager:
                     version=c.status.version,
                 ),
             )
+            self._publish(c.meta.id, c.meta.sandbox_id, STARTED)
 
     # status
 
@@ -348,11 +356,14 @@ class ContainerManager:
                 version=c.status.version,
             ),
         )
+        self._publish(c.meta.id, c.meta.sandbox_id, STOPPED)
         return c.status
 
     def _oom_killed(self, c: Container) -> bool:
         # The container's cgroup outlives its processes until runc delete: its OOM-kill count
         # tells an OOM from any other SIGKILL.
+        if os.path.exists(os.path.join(c.meta.bundle, "oom")):  # conmon saw the OOM event
+            return True
         path = str(c.meta.extra.get("cgroup", ""))
         return bool(path) and self.cgroups.oom_kills(cgroup_dir(path, self.cgroup_driver)) > 0
 
@@ -432,6 +443,7 @@ class ContainerManager:
                 version=c.status.version,
             ),
         )
+        self._publish(c.meta.id, c.meta.sandbox_id, STOPPED)
 
     def stop_all(self, sb: Sandbox) -> None:
         for c in self.reg.containers_of(sb.meta.id):
@@ -459,6 +471,7 @@ class ContainerManager:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._exit_file(c))
             self.reg.drop_container(c)
+        self._publish(c.meta.id, c.meta.sandbox_id, DELETED)
         log.info("container removed", extra={"id": c.meta.id})
 
     # ExecSync

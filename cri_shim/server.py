@@ -19,6 +19,7 @@ from cri_shim._pb import api_pb2_grpc as pb_grpc
 from cri_shim.cni import Cni
 from cri_shim.config import Config, ConfigError, load_config
 from cri_shim.containers import ContainerManager
+from cri_shim.events import ExitWatcher
 from cri_shim.interceptors import ErrorInterceptor
 from cri_shim.logs import setup_logging
 from cri_shim.oci.runc import Runc
@@ -90,6 +91,14 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     )
     recover(reg, runc, cni, store.snapshots)
     containers.recover()
+
+    def on_exit(container_id: str) -> None:
+        c = reg.container(container_id)
+        if c is not None:
+            with c.lock:
+                containers.refresh(c)
+
+    ExitWatcher(paths.exits, on_exit).start()
     return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
 
 

@@ -67,6 +67,9 @@ def command(spec: ConmonSpec, runc: Runc, conmon: str = "conmon") -> list[str]:
         "error",
         "--runtime-arg",
         f"--root={runc.root}",
+        # conmon drops an "oom" marker file here when the container is OOM-killed.
+        "--persist-dir",
+        spec.bundle,
     ]
     if runc.systemd_cgroup:
         args += ["--runtime-arg", "--systemd-cgroup", "-s"]
@@ -94,6 +97,7 @@ def launch(spec: ConmonSpec, runc: Runc, timeout: float = 60.0) -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            cwd=spec.bundle,  # conmon writes its "oom" marker in its working directory too
         )
         os.close(w)
         w = -1

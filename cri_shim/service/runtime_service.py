@@ -5,6 +5,7 @@ single-use URL of the streaming server (``cri_shim.streaming``), UNIMPLEMENTED w
 from __future__ import annotations
 
 import json
+import queue
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from cri_shim._pb import api_pb2_grpc as pb_grpc
 from cri_shim.cni import Cni
 from cri_shim.containers import ContainerManager, container_config
 from cri_shim.errors import CriError
+from cri_shim.events import CREATED, DELETED, STARTED, STOPPED
 from cri_shim.pods import PodManager, sandbox_config
 from cri_shim.runtime import Container, Registry, Sandbox
 from cri_shim.service.stats import StatsCollector
@@ -174,17 +176,13 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self.pods.remove(request.pod_sandbox_id, self.containers.stop_all, self.containers.remove)
         return pb.RemovePodSandboxResponse()
 
-    def PodSandboxStatus(
-        self, request: pb.PodSandboxStatusRequest, context: object
-    ) -> pb.PodSandboxStatusResponse:
-        sb = self.reg.need_sandbox(request.pod_sandbox_id)
+    def _sandbox_status(self, sb: Sandbox) -> pb.PodSandboxStatus:
         cfg = sandbox_config(sb)
-        msg = _sandbox_message(sb)
         ips = list(sb.status.ips) if sb.status.state == "ready" else []
-        status = pb.PodSandboxStatus(
+        return pb.PodSandboxStatus(
             id=sb.meta.id,
             metadata=cfg.metadata,
-            state=msg.state,
+            state=_sandbox_message(sb).state,
             created_at=sb.meta.created_ns,
             network=pb.PodSandboxNetworkStatus(
                 ip=ips[0] if ips else "",
@@ -197,16 +195,26 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             annotations=cfg.annotations,
             runtime_handler=sb.meta.runtime_handler,
         )
+
+    def PodSandboxStatus(
+        self, request: pb.PodSandboxStatusRequest, context: object
+    ) -> pb.PodSandboxStatusResponse:
+        sb = self.reg.need_sandbox(request.pod_sandbox_id)
         info = {}
         if request.verbose:
             info["info"] = json.dumps(
-                {"netns": sb.meta.netns_path, "ips": ips, "stateDir": sb.meta.state_dir}
+                {
+                    "netns": sb.meta.netns_path,
+                    "ips": list(sb.status.ips),
+                    "stateDir": sb.meta.state_dir,
+                }
             )
-        containers = []
-        for c in self.reg.containers_of(sb.meta.id):
-            containers.append(self._container_status_message(c))
+        containers = [self._container_status_message(c) for c in self.reg.containers_of(sb.meta.id)]
         return pb.PodSandboxStatusResponse(
-            status=status, info=info, containers_statuses=containers, timestamp=time.time_ns()
+            status=self._sandbox_status(sb),
+            info=info,
+            containers_statuses=containers,
+            timestamp=time.time_ns(),
         )
 
     def _list_sandboxes(self, f: pb.PodSandboxFilter) -> list[pb.PodSandbox]:
@@ -374,6 +382,37 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "only linux resources are supported")
         self.containers.update_resources(request.container_id, linux_resources(request.linux))
         return pb.UpdateContainerResourcesResponse()
+
+    # events
+
+    def GetContainerEvents(
+        self, request: pb.GetEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ContainerEventResponse]:
+        kinds = {
+            CREATED: pb.CONTAINER_CREATED_EVENT,
+            STARTED: pb.CONTAINER_STARTED_EVENT,
+            STOPPED: pb.CONTAINER_STOPPED_EVENT,
+            DELETED: pb.CONTAINER_DELETED_EVENT,
+        }
+        with self.containers.events.subscribe() as events:
+            while context.is_active():
+                try:
+                    event = events.get(timeout=1)
+                except queue.Empty:
+                    continue
+                response = pb.ContainerEventResponse(
+                    container_id=event.container_id,
+                    container_event_type=kinds[event.kind],
+                    created_at=event.at_ns,
+                )
+                sb = self.reg.sandbox(event.sandbox_id)
+                if sb is not None:
+                    response.pod_sandbox_status.CopyFrom(self._sandbox_status(sb))
+                    response.containers_statuses.extend(
+                        self._container_status_message(c)
+                        for c in self.reg.containers_of(sb.meta.id)
+                    )
+                yield response
 
     # stats
 

@@ -249,3 +249,45 @@ def test_restart_recovers_every_state_and_sweeps_leftovers(
         crictl(d, "rmp", "-f", pod)
         with open("/proc/self/mountinfo") as f:
             assert pod not in f.read()
+
+
+def test_container_events_stream(daemon: StowageDaemon, tmp_path: Path) -> None:
+    import threading
+
+    import grpc
+
+    from cri_shim._pb import api_pb2 as pb
+    from cri_shim._pb import api_pb2_grpc as pb_grpc
+
+    pod_cfg, ctr_cfg = _configs(tmp_path, "events", ["sh", "-c", "sleep 0.5; exit 2"])
+    crictl(daemon, "pull", BUSYBOX)
+    channel = grpc.insecure_channel(daemon.endpoint)
+    stream = pb_grpc.RuntimeServiceStub(channel).GetContainerEvents(pb.GetEventsRequest())
+    got: list[tuple[str, int]] = []
+
+    def read() -> None:
+        for ev in stream:
+            got.append((ev.container_id, ev.container_event_type))
+            if ev.container_event_type == pb.CONTAINER_DELETED_EVENT:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        time.sleep(0.3)
+        pod = crictl(daemon, "runp", pod_cfg).strip()
+        ctr = crictl(daemon, "create", pod, ctr_cfg, pod_cfg).strip()
+        crictl(daemon, "start", ctr)
+        wait_for(lambda: (ctr, pb.CONTAINER_STOPPED_EVENT) in got, 10, "stopped event")
+        crictl(daemon, "rm", ctr)
+        reader.join(10)
+        assert [t for c, t in got if c == ctr] == [
+            pb.CONTAINER_CREATED_EVENT,
+            pb.CONTAINER_STARTED_EVENT,
+            pb.CONTAINER_STOPPED_EVENT,
+            pb.CONTAINER_DELETED_EVENT,
+        ]
+        crictl(daemon, "rmp", "-f", pod)
+    finally:
+        stream.cancel()
+        channel.close()
