@@ -113,6 +113,13 @@ def plugin_request(
     return json.dumps(conf).encode()
 
 
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
+
+
 def cni_args(args: PodNetworkArgs) -> str:
     return ";".join(
         [
@@ -279,6 +286,19 @@ class Cni:
                 net, plugin, data.get("result"), data.get("capabilityArgs") or {}
             )
             self._exec("CHECK", str(plugin["type"]), stdin, args, str(data.get("ifName")))
+
+    def gc(self, valid: list[tuple[str, str]]) -> None:
+        """The CNI GC verb (spec 1.1.0): each plugin of the network frees what belongs to no
+        attachment in ``valid`` ((container id, ifname) pairs). Older networks have no GC."""
+        net = self.network()
+        if net is None or _version(net.cni_version) < (1, 1, 0):
+            return
+        attachments = [{"containerID": cid, "ifname": ifname} for cid, ifname in valid]
+        args = PodNetworkArgs("", "", "", "", "")
+        for plugin in net.plugins:
+            request = json.loads(plugin_request(net, plugin, None, {}))
+            request["cni.dev/valid-attachments"] = attachments
+            self._exec("GC", str(plugin["type"]), json.dumps(request).encode(), args, "")
 
     def _cached(self, container_id: str) -> tuple[str, dict[str, Any]] | None:
         suffix = f"-{container_id}-"

@@ -71,6 +71,11 @@ def recover(reg: Registry, runc: Runc, cni: Cni, snapshots: Snapshotter) -> None
             cni.teardown(PodNetworkArgs(sid, netns if os.path.exists(netns) else "", "", "", ""))
         except CniError as exc:
             log.error("leftover network release failed", extra={"id": sid, "error": str(exc)})
+    valid = [(sb.meta.id, "eth0") for sb in reg.sandboxes.values() if sb.status.network_attached]
+    try:
+        cni.gc(valid)
+    except CniError as exc:
+        log.error("CNI GC failed", extra={"error": str(exc)})
     for sid in orphans(_listdir(p.namespaces), sandboxes):
         unpin_namespaces(p.namespaces, sid)
     for sid in orphans(_listdir(p.pods), sandboxes):

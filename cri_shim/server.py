@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="override cri.root")
     parser.add_argument("--state", help="override cri.state")
     parser.add_argument("--cni-conf-dir", help="override cni.conf_dir")
+    parser.add_argument("--cni-bin-dir", action="append", help="search first for CNI plugins")
     parser.add_argument("--registry-config-dir", help="override images.registry_config_dir")
     parser.add_argument("--log-level", help="override log.level")
     args = parser.parse_args(argv)
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, cri=replace(cfg.cri, state=args.state))
     if args.cni_conf_dir:
         cfg = replace(cfg, cni=replace(cfg.cni, conf_dir=args.cni_conf_dir))
+    if args.cni_bin_dir:
+        cfg = replace(cfg, cni=replace(cfg.cni, bin_dirs=(*args.cni_bin_dir, *cfg.cni.bin_dirs)))
     if args.registry_config_dir:
         cfg = replace(cfg, images=replace(cfg.images, registry_config_dir=args.registry_config_dir))
     if args.log_level:

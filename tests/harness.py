@@ -141,6 +141,45 @@ def cni_network(subnet: str | None = None, bridge: str | None = None) -> Iterato
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def stowage_cni_network(subnet: str | None = None) -> Iterator[str]:
+    """Like ``cni_network`` but with our own plugins (stowage-bridge, stowage-host-local,
+    CNI 1.1.0), installed into the test's own bin dir next to its conf dir."""
+    rng = secrets.SystemRandom()
+    subnet = subnet or f"10.206.{rng.randrange(256)}.0/24"
+    bridge = f"stw{secrets.token_hex(4)}"
+    work = tempfile.mkdtemp(prefix="stowage-cni-")
+    from cni_bridge.install import install
+
+    install(f"{work}/bin", None, agent_socket="")
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "stowage-own",
+        "plugins": [
+            {
+                "type": "stowage-bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "capabilities": {"portMappings": True},
+                "ipam": {
+                    "type": "stowage-host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "dataDir": f"{work}/ipam",
+                },
+            }
+        ],
+    }
+    os.makedirs(f"{work}/net.d")
+    with open(f"{work}/net.d/10-stowage-own.conflist", "w") as f:
+        json.dump(conf, f)
+    try:
+        yield f"{work}/net.d"
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 _PORTMAP_CHAINS = (
     "CNI-HOSTPORT-DNAT",
     "CNI-HOSTPORT-SNAT",
@@ -261,6 +300,8 @@ def stowage_daemon(
         "--cni-conf-dir",
         cni_conf_dir or os.path.join(work, "net.d"),
     ]
+    if cni_conf_dir is not None and os.path.isdir(os.path.join(cni_conf_dir, "..", "bin")):
+        argv += ["--cni-bin-dir", os.path.normpath(os.path.join(cni_conf_dir, "..", "bin"))]
     if os.environ.get("STOWAGE_CONFIG"):
         argv += ["--config", os.environ["STOWAGE_CONFIG"]]
     daemon = StowageDaemon(work, argv)

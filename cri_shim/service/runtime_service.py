@@ -383,6 +383,14 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self.containers.update_resources(request.container_id, linux_resources(request.linux))
         return pb.UpdateContainerResourcesResponse()
 
+    def UpdatePodSandboxResources(
+        self, request: pb.UpdatePodSandboxResourcesRequest, context: object
+    ) -> pb.UpdatePodSandboxResourcesResponse:
+        # The kubelet resizes the pod's cgroup itself; a runtime only needs to know it happened
+        # (we keep no pod-level resources of our own), but the pod must exist.
+        self.reg.need_sandbox(request.pod_sandbox_id)
+        return pb.UpdatePodSandboxResourcesResponse()
+
     # events
 
     def GetContainerEvents(

@@ -291,3 +291,24 @@ def test_container_events_stream(daemon: StowageDaemon, tmp_path: Path) -> None:
     finally:
         stream.cancel()
         channel.close()
+
+
+def test_own_cni_plugin_survives_a_restart_and_gc(env: tuple[str, str], tmp_path: Path) -> None:
+    from tests.harness import stowage_cni_network
+
+    pod_cfg, ctr_cfg = _configs(tmp_path, "owncni", ["sleep", "3600"])
+    with stowage_cni_network() as net, stowage_daemon(env[0], net) as d:
+        crictl(d, "pull", BUSYBOX)
+        pod = crictl(d, "runp", pod_cfg).strip()
+        ip = json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]["network"]["ip"]
+        assert ip.startswith("10.206.")
+        ipam = Path(net).parent / "ipam" / "stowage-own"
+        assert (ipam / ip).exists()
+        d.kill()
+        d.start()  # start-up runs the CNI GC verb with this pod as a valid attachment
+        assert (ipam / ip).exists()
+        ctr = crictl(d, "create", pod, ctr_cfg, pod_cfg).strip()
+        crictl(d, "start", ctr)
+        assert ip in crictl(d, "exec", "-s", ctr, "ip", "-4", "addr", "show", "eth0")
+        crictl(d, "rmp", "-f", pod)
+        assert not (ipam / ip).exists()

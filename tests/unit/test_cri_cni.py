@@ -87,3 +87,31 @@ def test_cni_args_and_ips() -> None:
     )
     result = {"ips": [{"address": "fd00::5/64"}, {"address": "10.203.0.5/16"}]}
     assert pod_ips(result) == ["10.203.0.5", "fd00::5"]
+
+
+def test_gc_sends_valid_attachments_to_each_plugin_of_a_1_1_network(tmp_path: Path) -> None:
+    from cri_shim.cni import Cni
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    plugin = bin_dir / "fake"
+    plugin.write_text(f'#!/bin/sh\necho "$CNI_COMMAND $(cat)" >> {log}\n')
+    plugin.chmod(0o755)
+    conf = tmp_path / "net.d"
+    conf.mkdir()
+    net = {"cniVersion": "1.1.0", "name": "n", "plugins": [{"type": "fake"}, {"type": "fake"}]}
+    (conf / "10.conflist").write_text(json.dumps(net))
+    cni = Cni(str(conf), [str(bin_dir)], str(tmp_path / "cache"))
+    cni.gc([("sb1", "eth0")])
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2
+    verb, body = calls[0].split(" ", 1)
+    assert verb == "GC"
+    assert json.loads(body)["cni.dev/valid-attachments"] == [
+        {"containerID": "sb1", "ifname": "eth0"}
+    ]
+    net["cniVersion"] = "1.0.0"  # before 1.1.0 there is no GC verb
+    (conf / "10.conflist").write_text(json.dumps(net))
+    cni.gc([])
+    assert len(log.read_text().splitlines()) == 2
