@@ -116,6 +116,7 @@ class ContainerManager:
     def create(
         self, sandbox_id: str, cfg: pb.ContainerConfig, sandbox_cfg: pb.PodSandboxConfig
     ) -> str:
+        t0 = time.monotonic()
         sb = self.reg.need_sandbox(sandbox_id)
         if not cfg.metadata.name:
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "container metadata needs a name")
@@ -134,6 +135,7 @@ class ContainerManager:
             self.reg.add_container(meta, ContainerStatus(state="created"))
             undo.pop_all()
         self._publish(container_id, sandbox_id, CREATED)
+        log.debug("create total", extra={"ms": round(1000 * (time.monotonic() - t0))})
         return container_id
 
     def _publish(self, container_id: str, sandbox_id: str, kind: str) -> None:
@@ -151,6 +153,7 @@ class ContainerManager:
     ) -> ContainerMeta:
         from images import manifest as mf
 
+        t_start = time.monotonic()
         bundle = os.path.join(self.reg.paths.bundles, container_id)
         rootfs = os.path.join(bundle, "rootfs")
         os.makedirs(rootfs, mode=0o755)
@@ -162,6 +165,7 @@ class ContainerManager:
             assert mappings is not None  # noqa: S101 - the pod has a user namespace
             root = (mappings[0][0]["hostID"], mappings[1][0]["hostID"])
             mounts = self._idmapped_layers(bundle, container_id, sb.meta.user_ns_path, root)
+        t_mount = time.monotonic()
         mount_all(mounts, rootfs)
         undo.callback(unmount, rootfs)
         if sb.meta.user_ns_path is not None:
@@ -170,6 +174,7 @@ class ContainerManager:
         log_path = ""
         if sandbox_cfg.log_directory and cfg.log_path:
             log_path = os.path.join(sandbox_cfg.log_directory, cfg.log_path)
+        t_spec = time.monotonic()
         pod = self._pod_context(sb, sandbox_cfg, container_id)
         try:
             spec = build_container_spec(
@@ -202,11 +207,23 @@ class ContainerManager:
             tty=cfg.tty,
         )
         try:
+            t_launch = time.monotonic()
             pid = launch(conmon, self.runc)
         except RuncError as exc:
             raise CriError(grpc.StatusCode.UNKNOWN, f"failed to create container: {exc}") from exc
         undo.callback(self.runc.delete, container_id, True)
-        log.info("container created", extra={"id": container_id, "pid": pid, "container": name})
+        log.info(
+            "container created",
+            extra={
+                "id": container_id,
+                "pid": pid,
+                "container": name,
+                "prepare_ms": round(1000 * (t_mount - t_start)),
+                "mount_ms": round(1000 * (t_spec - t_mount)),
+                "spec_ms": round(1000 * (t_launch - t_spec)),
+                "create_ms": round(1000 * (time.monotonic() - t_launch)),
+            },
+        )
         return ContainerMeta(
             id=container_id,
             sandbox_id=sb.meta.id,
