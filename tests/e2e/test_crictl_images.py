@@ -150,3 +150,61 @@ def test_import_oci_archive_without_registry(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
         listed = json.loads(crictl(d, "images", "-o", "json").stdout)["images"]
         assert listed[0]["repoTags"] == ["docker.io/library/imported:v1"]
+
+
+def test_import_docker_archive(tmp_path: Path) -> None:
+    """What `docker save` writes: manifest.json, a config file and uncompressed layer tars."""
+    import hashlib
+    import io
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        data = b"from a docker archive\n"
+        info = tarfile.TarInfo("etc/docker-archive")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    layer_bytes = layer.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"User": "1234", "Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    manifest = [
+        {"Config": "config.json", "RepoTags": ["dock:1", "dock:2"], "Layers": ["abc/layer.tar"]}
+    ]
+    archive = tmp_path / "docker.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, body in (
+            ("manifest.json", json.dumps(manifest).encode()),
+            ("config.json", config),
+            ("abc/layer.tar", layer_bytes),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    with stowage_daemon() as d:
+        res = subprocess.run(
+            [os.path.join(TOP, ".venv", "bin", "stowage"), "--root", d.root, "images", "import",
+             str(archive)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        listed = json.loads(crictl(d, "images", "-o", "json").stdout)["images"]
+        assert len(listed) == 1
+        assert sorted(listed[0]["repoTags"]) == [
+            "docker.io/library/dock:1",
+            "docker.io/library/dock:2",
+        ]
+        assert listed[0]["uid"]["value"] == "1234"
+        res = subprocess.run(
+            [os.path.join(TOP, ".venv", "bin", "stowage"), "--root", d.root, "images", "import",
+             str(tmp_path / "missing.tar")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert res.returncode == 1
+        assert "cannot read image archive" in res.stderr
+        assert "Traceback" not in res.stderr
