@@ -17,24 +17,21 @@ Figures (lower is better):
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import psutil
 
+from bench.containerd import containerd
 from cri_shim._pb import api_pb2 as pb
 from cri_shim._pb import api_pb2_grpc as pb_grpc
 from images.hosts import write_mirror_config
-from tests.harness import cni_network, registry, stowage_daemon, wait_for
+from tests.harness import cni_network, registry, stowage_daemon
 from tests.images.publish import publish_catalog
 
 __all__ = ["bench_pods"]
@@ -155,55 +152,12 @@ def _descendants(root_pid: int, names: tuple[str, ...]) -> list[int]:
     return pids
 
 
-@contextlib.contextmanager
-def _containerd(certs: str, cni_conf: str) -> Iterator[tuple[str, int]]:
-    work = tempfile.mkdtemp(prefix="stowage-bench-containerd-")
-    sock = os.path.join(work, "containerd.sock")
-    config = os.path.join(work, "config.toml")
-    Path(config).write_text(
-        "version = 2\n"
-        f'root = "{work}/root"\nstate = "{work}/state"\n'
-        f'[grpc]\n  address = "{sock}"\n'
-        '[plugins."io.containerd.grpc.v1.cri"]\n'
-        '  stream_server_address = "127.0.0.1"\n'
-        '  sandbox_image = "registry.k8s.io/pause:3.9"\n'
-        "  # This kernel refuses negative oom_score_adj values (see issue 3).\n"
-        "  restrict_oom_score_adj = true\n"
-        '[plugins."io.containerd.grpc.v1.cri".registry]\n'
-        f'  config_path = "{certs}"\n'
-        '[plugins."io.containerd.grpc.v1.cri".cni]\n'
-        f'  conf_dir = "{cni_conf}"\n  bin_dir = "/usr/lib/cni"\n'
-    )
-    log = open(os.path.join(work, "containerd.log"), "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(["containerd", "--config", config], stdout=log, stderr=log)
-    try:
-        wait_for(lambda: os.path.exists(sock), 30, "containerd socket")
-        yield f"unix://{sock}", proc.pid
-    finally:
-        with contextlib.suppress(Exception):
-            c = Client(f"unix://{sock}")
-            for item in c.rt.ListPodSandbox(pb.ListPodSandboxRequest()).items:
-                _teardown(c, item.id)
-            c.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        for p in psutil.process_iter(["name", "cmdline"]):
-            if p.info["name"] == "containerd-shim-runc-v2" and work in " ".join(
-                p.info["cmdline"] or []
-            ):
-                with contextlib.suppress(psutil.Error):
-                    p.kill()
-        subprocess.run(["umount", "-R", f"{work}/state"], capture_output=True, check=False)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f]
-        for m in sorted((m for m in mounts if m.startswith(work)), reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True, check=False)
-        shutil.rmtree(work, ignore_errors=True)
+def _remove_pods(endpoint: str) -> None:
+    with contextlib.suppress(Exception):
+        c = Client(endpoint)
+        for item in c.rt.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+            _teardown(c, item.id)
+        c.close()
 
 
 def bench_pods() -> list[tuple[str, float, float]]:
@@ -216,10 +170,14 @@ def bench_pods() -> list[tuple[str, float, float]]:
         certs = tempfile.mkdtemp(prefix="stowage-bench-certs-")
         try:
             write_mirror_config(certs, ["registry.k8s.io"], reg.url)
-            with _containerd(certs, net) as (endpoint, cpid):
-                theirs = _measure(
-                    endpoint, lambda: _descendants(cpid, ("containerd-shim-runc-v2", "pause"))
-                )
+            with containerd(certs, net) as ref:
+                try:
+                    theirs = _measure(
+                        ref.endpoint,
+                        lambda: _descendants(ref.pid, ("containerd-shim-runc-v2", "pause")),
+                    )
+                finally:
+                    _remove_pods(ref.endpoint)
         finally:
             shutil.rmtree(certs, ignore_errors=True)
     return [(name, ours[name], theirs[name]) for name in ours]

@@ -8,18 +8,15 @@ the median wall time of ``crictl pull`` over the rounds.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+from bench.containerd import containerd
 from images.hosts import write_mirror_config
 from tests.harness import TOP, registry, stowage_daemon, wait_for
 from tests.images.oci_layout import ImageConfig, ImageSpec, Layer, file_entry
@@ -59,40 +56,6 @@ def _build_image(out: Path) -> None:
 
     spec = ImageSpec(layers=_layers(), config=ImageConfig(cmd=("/bin/sh",)))
     build_layout(spec, out, tags=("1",))
-
-
-@contextlib.contextmanager
-def _containerd(certs: str) -> Iterator[str]:
-    work = tempfile.mkdtemp(prefix="stowage-bench-containerd-")
-    sock = os.path.join(work, "containerd.sock")
-    config = os.path.join(work, "config.toml")
-    Path(config).write_text(
-        "version = 2\n"
-        f'root = "{work}/root"\nstate = "{work}/state"\n'
-        f'[grpc]\n  address = "{sock}"\n'
-        '[plugins."io.containerd.grpc.v1.cri"]\n'
-        '  stream_server_address = "127.0.0.1"\n'
-        '[plugins."io.containerd.grpc.v1.cri".registry]\n'
-        f'  config_path = "{certs}"\n'
-        '[plugins."io.containerd.grpc.v1.cri".cni]\n'
-        f'  conf_dir = "{work}/net.d"\n'
-    )
-    log = open(os.path.join(work, "containerd.log"), "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(["containerd", "--config", config], stdout=log, stderr=log)
-    try:
-        wait_for(lambda: os.path.exists(sock), 30, "containerd socket")
-        wait_for(lambda: _crictl(f"unix://{sock}", "images").returncode == 0, 30, "containerd CRI")
-        yield f"unix://{sock}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", f"{work}/state"], capture_output=True, check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _crictl(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -141,6 +104,9 @@ def bench_pull(rounds: int = 3) -> tuple[float, float]:
                 ours = _time_pulls(daemon.endpoint, image, rounds)
             certs = os.path.join(tmp, "certs.d")
             write_mirror_config(certs, [reg.host], reg.url)
-            with _containerd(certs) as endpoint:
-                theirs = _time_pulls(endpoint, image, rounds)
+            with containerd(certs) as ref:
+                wait_for(
+                    lambda: _crictl(ref.endpoint, "images").returncode == 0, 30, "containerd CRI"
+                )
+                theirs = _time_pulls(ref.endpoint, image, rounds)
     return ours, theirs
