@@ -21,6 +21,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -104,6 +105,8 @@ class ContainerManager:
     ) -> None:
         self.helper = helper
         self.events = events or EventBus()
+        self._launcher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="runc-create")
+        self._creating: dict[str, Future[int]] = {}
         self.reg = reg
         self.images = images
         self.runc = runc
@@ -137,6 +140,32 @@ class ContainerManager:
         self._publish(container_id, sandbox_id, CREATED)
         log.debug("create total", extra={"ms": round(1000 * (time.monotonic() - t0))})
         return container_id
+
+    def _created(self, c: Container) -> int:
+        """Waits for the container's runc create; its init's pid (0 if no longer known)."""
+        future = self._creating.get(c.meta.id)
+        if future is None:
+            state = self.runc.state(c.meta.id)
+            return 0 if state is None else state.pid
+        try:
+            return future.result(timeout=120)
+        except (RuncError, TimeoutError) as exc:
+            raise CriError(grpc.StatusCode.UNKNOWN, f"failed to create container: {exc}") from exc
+        finally:
+            if future.done():
+                self._creating.pop(c.meta.id, None)
+
+    def _settled(self, c: Container) -> None:
+        """Lets a pending runc create finish (or fail) before the container is torn down."""
+        with contextlib.suppress(CriError):
+            self._created(c)
+
+    def _abandon(self, container_id: str) -> None:
+        future = self._creating.pop(container_id, None)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.result(timeout=120)
+        self.runc.delete(container_id, force=True)
 
     def _publish(self, container_id: str, sandbox_id: str, kind: str) -> None:
         self.events.publish(ContainerEvent(container_id, sandbox_id, kind, time.time_ns()))
@@ -206,22 +235,20 @@ class ContainerManager:
             stdin_once=cfg.stdin_once,
             tty=cfg.tty,
         )
-        try:
-            t_launch = time.monotonic()
-            pid = launch(conmon, self.runc)
-        except RuncError as exc:
-            raise CriError(grpc.StatusCode.UNKNOWN, f"failed to create container: {exc}") from exc
-        undo.callback(self.runc.delete, container_id, True)
+        # runc create (under conmon) runs in the background, as containerd defers it to
+        # StartContainer: the kubelet's next call, StartContainer, waits for it, and its
+        # failure is reported there (as containerd reports it).
+        future = self._launcher.submit(launch, conmon, self.runc)
+        self._creating[container_id] = future
+        undo.callback(self._abandon, container_id)
         log.info(
             "container created",
             extra={
                 "id": container_id,
-                "pid": pid,
                 "container": name,
                 "prepare_ms": round(1000 * (t_mount - t_start)),
                 "mount_ms": round(1000 * (t_spec - t_mount)),
-                "spec_ms": round(1000 * (t_launch - t_spec)),
-                "create_ms": round(1000 * (time.monotonic() - t_launch)),
+                "spec_ms": round(1000 * (time.monotonic() - t_spec)),
             },
         )
         return ContainerMeta(
@@ -236,7 +263,6 @@ class ContainerManager:
             bundle=bundle,
             snapshot_key=container_id,
             extra={
-                "pid": pid,
                 "stop_signal": image_config.stop_signal or "SIGTERM",
                 "user": spec["process"].get("user", {}),
                 "cgroup": spec.get("linux", {}).get("cgroupsPath", ""),
@@ -326,6 +352,7 @@ class ContainerManager:
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"container {c.meta.id} is {c.status.state}, not created",
                 )
+            pid = self._created(c)
             try:
                 self.runc.start(c.meta.id)
             except RuncError as exc:
@@ -336,7 +363,7 @@ class ContainerManager:
                 c,
                 ContainerStatus(
                     state="running",
-                    pid=int(c.meta.extra.get("pid", 0)),
+                    pid=pid,
                     started_ns=time.time_ns(),
                     version=c.status.version,
                 ),
@@ -400,6 +427,7 @@ class ContainerManager:
             self._stop(c, timeout)
 
     def _stop(self, c: Container, timeout: int) -> None:
+        self._settled(c)
         self.refresh(c)
         if c.status.state == "exited":
             return
@@ -474,6 +502,7 @@ class ContainerManager:
         if c is None:
             return
         with c.lock:
+            self._settled(c)
             if c.status.state in ("running", "created"):
                 self._stop(c, 0)
             self.runc.delete(c.meta.id, force=True)
