@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -43,6 +44,7 @@ from cri_shim.spec import (
 )
 from cri_shim.stats import CgroupReader, cgroup_dir
 from cri_shim.store import ContainerMeta, ContainerStatus, b64, unb64
+from images.errors import ImageError
 from images.mount import Mount, mount_all, overlay_mount, unmount
 from images.store import ImageStore
 
@@ -57,18 +59,43 @@ def container_config(c: Container) -> pb.ContainerConfig:
     return cfg
 
 
-def _safe_read(rootfs: str, rel: str) -> str | None:
-    """A file of the image, read without following a symlink out of the rootfs."""
-    path = rootfs
-    for part in rel.strip("/").split("/"):
-        path = os.path.join(path, part)
-        if os.path.islink(path):
+def _image_file(lowers: list[str], rel: str) -> str | None:
+    """A file of the image as the container will see it, read from its layers (topmost first)
+    without mounting them: the first layer that has it, deletes it (a whiteout) or hides the
+    layers below (an opaque directory) decides. Symlinks are never followed, so nothing
+    outside the layers is read."""
+    parts = rel.strip("/").split("/")
+    for layer in lowers:
+        path = layer
+        hidden = False
+        for i, part in enumerate(parts):
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(st.st_mode):
+                return None
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None  # whiteout: deleted in this layer
+            if i < len(parts) - 1 and _opaque(path):
+                hidden = True
+        else:
+            try:
+                with open(path, errors="replace") as f:
+                    return f.read()
+            except OSError:
+                return None
+        if hidden:
             return None
+    return None
+
+
+def _opaque(directory: str) -> bool:
     try:
-        with open(path, errors="replace") as f:
-            return f.read()
+        return os.getxattr(directory, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
     except OSError:
-        return None
+        return False
 
 
 def _device_info(path: str) -> tuple[str, int, int, int]:
@@ -141,6 +168,32 @@ class ContainerManager:
         log.debug("create total", extra={"ms": round(1000 * (time.monotonic() - t0))})
         return container_id
 
+    def _mount_and_launch(
+        self,
+        sb: Sandbox,
+        sandbox_cfg: pb.PodSandboxConfig,
+        container_id: str,
+        bundle: str,
+        conmon: ConmonSpec,
+    ) -> int:
+        """The slow half of CreateContainer, off the RPC's path: mount the rootfs, then have
+        conmon run ``runc create``. Returns the container init's pid."""
+        rootfs = os.path.join(bundle, "rootfs")
+        mounts = self.images.snapshots.mounts(container_id)
+        if sb.meta.user_ns_path is not None:
+            mappings = userns_mappings(sandbox_cfg.linux.security_context.namespace_options)
+            assert mappings is not None  # noqa: S101 - the pod has a user namespace
+            root = (mappings[0][0]["hostID"], mappings[1][0]["hostID"])
+            mounts = self._idmapped_layers(bundle, container_id, sb.meta.user_ns_path, root)
+        try:
+            mount_all(mounts, rootfs)
+        except ImageError as exc:
+            raise RuncError(str(exc)) from exc
+        finally:
+            if sb.meta.user_ns_path is not None:
+                self._drop_idmapped_layers(bundle)
+        return launch(conmon, self.runc)
+
     def _created(self, c: Container) -> int:
         """Waits for the container's runc create; its init's pid (0 if no longer known)."""
         future = self._creating.get(c.meta.id)
@@ -187,18 +240,11 @@ class ContainerManager:
         rootfs = os.path.join(bundle, "rootfs")
         os.makedirs(rootfs, mode=0o755)
         undo.callback(shutil.rmtree, bundle, True)
-        mounts = self.images.snapshots.prepare(container_id, image.chain_id)
+        self.images.snapshots.prepare(container_id, image.chain_id)
         undo.callback(self.images.snapshots.remove, container_id)
-        if sb.meta.user_ns_path is not None:
-            mappings = userns_mappings(sandbox_cfg.linux.security_context.namespace_options)
-            assert mappings is not None  # noqa: S101 - the pod has a user namespace
-            root = (mappings[0][0]["hostID"], mappings[1][0]["hostID"])
-            mounts = self._idmapped_layers(bundle, container_id, sb.meta.user_ns_path, root)
-        t_mount = time.monotonic()
-        mount_all(mounts, rootfs)
         undo.callback(unmount, rootfs)
-        if sb.meta.user_ns_path is not None:
-            self._drop_idmapped_layers(bundle)
+        lowers = self.images.snapshots.lowerdirs(image.chain_id) if image.chain_id else []
+        t_mount = time.monotonic()
         image_config = mf.parse_image_config(json.dumps(image.config).encode())
         log_path = ""
         if sandbox_cfg.log_directory and cfg.log_path:
@@ -212,8 +258,8 @@ class ContainerManager:
                 image_config,
                 pod,
                 rootfs,
-                _safe_read(rootfs, "etc/passwd"),
-                _safe_read(rootfs, "etc/group"),
+                _image_file(lowers, "etc/passwd"),
+                _image_file(lowers, "etc/group"),
                 container_id,
                 self.options,
                 _localhost_profile,
@@ -238,7 +284,9 @@ class ContainerManager:
         # runc create (under conmon) runs in the background, as containerd defers it to
         # StartContainer: the kubelet's next call, StartContainer, waits for it, and its
         # failure is reported there (as containerd reports it).
-        future = self._launcher.submit(launch, conmon, self.runc)
+        future = self._launcher.submit(
+            self._mount_and_launch, sb, sandbox_cfg, container_id, bundle, conmon
+        )
         self._creating[container_id] = future
         undo.callback(self._abandon, container_id)
         log.info(
