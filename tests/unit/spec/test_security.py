@@ -1,5 +1,3 @@
-
-
 def test_all_means_what_the_runtime_holds() -> None:
     from cri_shim.spec.security import capabilities, capabilities_from_mask
 
