@@ -234,12 +234,10 @@ def add(conf: Mapping[str, Any], nc: NetConf, req: Request, deps: Deps,
             and _quietly(deps, "record", lambda: records.remove(req.container_id, req.ifname))
         )
         if els:
-            deps.nft.run(nft.add_batch(els, declared=deps.nft.declared()))
+            deps.nft.add(els)
 
             def undo_nft() -> None:
-                nft_clean[0] = _quietly(
-                    deps, "nftables", lambda: deps.nft.run(nft.delete_batch(els))
-                )
+                nft_clean[0] = _quietly(deps, "nftables", lambda: deps.nft.delete(els)())
 
             undo.callback(undo_nft)
         br_now = deps.host.link(nc.bridge) or br
@@ -265,7 +263,7 @@ def _teardown(conf: Mapping[str, Any], nc: NetConf, cid: str, ifname: str, netns
     if rec is not None:
         els = _elements(rec)
         if els:
-            nft_done = deps.nft.begin(nft.delete_batch(els, declared=deps.nft.declared()))
+            nft_done = deps.nft.delete(els)
     host_veth = rec.host_veth if rec else host_veth_name(nc.name, cid, ifname)
     try:
         gone = deps.host.delete_link(host_veth)

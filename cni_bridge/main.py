@@ -95,7 +95,7 @@ def _bridge(env: Mapping[str, str], stdin: bytes, version: list[str]) -> Any:
     from cni_bridge.config import parse_netconf
     from cni_bridge.delegate import ExecIpam
     from cni_bridge.netlink import Rtnl, open_in_netns, open_netns
-    from cni_bridge.nft import SpawnRunner
+    from cni_bridge.nft import Runner
     from cni_bridge.record import RecordStore
 
     nc = parse_netconf(conf, version[0])
@@ -107,7 +107,7 @@ def _bridge(env: Mapping[str, str], stdin: bytes, version: list[str]) -> Any:
     records = RecordStore(nc.state_dir, nc.name)
     host = Rtnl.here()
     try:
-        deps = bridge.Deps(host, open_netns, open_in_netns, SpawnRunner(), ipam, write_sysctl)
+        deps = bridge.Deps(host, open_netns, open_in_netns, Runner(), ipam, write_sysctl)
         if req.command == "ADD":
             return render(bridge.add(conf, nc, req, deps, records), version[0])
         if req.command == "DEL":

@@ -13,12 +13,15 @@ never creates one (the trap of some libraries' ``netns=`` helpers, fatal for a D
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from cni_bridge import _nfnl as N
 from cni_bridge import _rtnl as R
 from cni_bridge.errors import KernelError, NetnsGone
 
@@ -27,16 +30,17 @@ __all__ = [
     "Link",
     "Netlink",
     "NetlinkError",
+    "Nfnl",
     "RouteEntry",
     "Rtnl",
     "netns_inode",
-    "nft_set_exists",
     "open_in_netns",
     "open_netns",
     "preload",
 ]
 
 CLONE_NEWNET = 0x40000000
+_SOL_NETLINK, _NETLINK_GET_STRICT_CHK = 270, 12
 _GETS = (R.RTM_GETLINK, R.RTM_GETADDR, R.RTM_GETROUTE)
 
 
@@ -142,6 +146,11 @@ class Rtnl:
     @classmethod
     def here(cls) -> Rtnl:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        # Strict checking lets a dump name the one interface it wants (kernel >= 4.20);
+        # without it the kernel sends every address of the namespace (a link-local one per
+        # pod's veth on a node with hundreds of pods) and we filter them here.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_SOL_NETLINK, _NETLINK_GET_STRICT_CHK, 1)
         sock.bind((0, 0))
         return cls(sock)
 
@@ -307,9 +316,15 @@ class Rtnl:
 
     # --- addresses and routes --------------------------------------------------------
     def addresses(self, index: int) -> list[Addr]:
-        body = R.IFADDR.pack(R.AF_UNSPEC, 0, 0, 0, 0)
+        body = R.IFADDR.pack(R.AF_UNSPEC, 0, 0, 0, index)
         out = []
-        for msg in self._call(R.RTM_GETADDR, R.NLM_F_DUMP, body, "list addresses"):
+        try:
+            msgs = self._call(R.RTM_GETADDR, R.NLM_F_DUMP, body, f"list addresses of {index}")
+        except NetlinkError as exc:
+            if exc.errno == errno.ENODEV:
+                return []
+            raise
+        for msg in msgs:
             family, plen, _flags, _scope, idx = R.IFADDR.unpack_from(msg.body)
             if idx != index:
                 continue
@@ -388,30 +403,62 @@ class Rtnl:
                 raise
 
 
-# --- nftables objects ------------------------------------------------------------------
-NETLINK_NETFILTER = 12
-_NFT_GETSET = (10 << 8) | 10  # NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETSET
-_NFTA_SET_TABLE, _NFTA_SET_NAME = 1, 2
-NFPROTO_INET = 1
+# --- nftables ---------------------------------------------------------------------------
+class Nfnl:
+    """A ``NETLINK_NETFILTER`` socket in the current namespace, for nftables set lookups
+    and element batches (bytes from ``_nfnl``): the ``nft`` process is needed only to
+    declare our tables."""
 
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   N.NETLINK_NETFILTER)
+        try:
+            self._sock.bind((0, 0))
+        except OSError:
+            self._sock.close()
+            raise
 
-def nft_set_exists(table: str, name: str, family: int = NFPROTO_INET) -> bool:
-    """Whether ``family table`` has a set ``name``: one netlink round trip instead of an
-    ``nft`` process, so an ADD can tell whether our tables need declaring at all."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       NETLINK_NETFILTER) as sock:
-        sock.bind((0, 0))
-        body = bytes((family, 0, 0, 0)) + R.attr(_NFTA_SET_TABLE, table) + R.attr(
-            _NFTA_SET_NAME, name)
-        sock.send(R.request(_NFT_GETSET, R.NLM_F_ACK, 1, body))
+    def __enter__(self) -> Nfnl:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def set_exists(self, family: int, table: str, name: str) -> bool:
+        """Whether ``table`` has a set ``name``: one round trip."""
+        self._sock.send(N.getset(family, table, name, 1))
         while True:
-            for msg in R.parse_messages(sock.recv(65536)):
-                if msg.type == R.NLMSG_ERROR:
+            for msg in R.parse_messages(self._sock.recv(65536)):
+                if msg.type == R.NLMSG_ERROR and msg.seq == 1:
                     if msg.errno in (errno.ENOENT, 0):
                         return msg.errno == 0
                     raise NetlinkError(msg.errno, f"look up nft set {table}/{name}")
-                if msg.type == _NFT_GETSET:
-                    return True
+
+    def batch(self, data: bytes, acks: Mapping[int, str]) -> None:
+        """Send one batch; every message in ``acks`` (by sequence number) asked for an ACK.
+        The kernel applies a batch inside ``send`` and queues every answer before it
+        returns, so the answers are read without waiting; a missing one is an error."""
+        self._sock.send(data)
+        answered: set[int] = set()
+        failure: NetlinkError | None = None
+        while True:
+            try:
+                chunk = self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            for msg in R.parse_messages(chunk):
+                if msg.type != R.NLMSG_ERROR:
+                    continue
+                answered.add(msg.seq)
+                if msg.errno and failure is None:
+                    failure = NetlinkError(msg.errno, acks.get(msg.seq, "nftables batch"))
+        if failure is not None:
+            raise failure
+        if not answered >= set(acks):
+            raise NetlinkError(errno.EIO, "nftables batch: the kernel did not answer")
 
 
 # --- namespaces --------------------------------------------------------------------------

@@ -20,19 +20,25 @@ import ipaddress
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from cni_bridge import _nfnl as N
 from cni_bridge.config import PortMapping
 from cni_bridge.errors import KernelError
 
+if TYPE_CHECKING:
+    from cni_bridge.netlink import Nfnl
+
 __all__ = [
     "TABLE",
+    "Element",
     "Elements",
     "NftRunner",
-    "SpawnRunner",
+    "Runner",
     "add_batch",
     "delete_batch",
     "elements",
+    "netlink_batch",
 ]
 
 TABLE = "stowage_cni"
@@ -92,10 +98,28 @@ add set {_T} {SCHEMA_MARKER} {{ type ipv4_addr; }}
 
 
 @dataclass(frozen=True)
-class Elements:
-    """The nftables footprint of one attachment: (table, set, element text) triples."""
+class Element:
+    """One element of one of our sets or maps, in both of nftables' languages: ``text`` for
+    ``nft -f`` and the kernel's bytes (``key``, ``key_end`` for a range, ``data`` for a map)
+    for a netlink batch (``_nfnl``)."""
 
-    items: tuple[tuple[str, str, str], ...]
+    family: str  # "inet" or "bridge"
+    set: str
+    text: str
+    key: bytes
+    key_end: bytes = b""
+    data: bytes = b""
+
+    @property
+    def table(self) -> str:
+        return f"{self.family} {TABLE}"
+
+
+@dataclass(frozen=True)
+class Elements:
+    """The nftables footprint of one attachment."""
+
+    items: tuple[Element, ...]
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -109,40 +133,50 @@ def elements(
     spoof_mac: str = "",
 ) -> Elements:
     """What an attachment with addresses ``ips`` (CIDRs) puts into our sets and maps."""
-    out: list[tuple[str, str, str]] = []
+    out: list[Element] = []
     for cidr in ips:
         iface = ipaddress.ip_interface(cidr)
         fam = str(iface.version)
         ip = str(iface.ip)
+        raw = iface.ip.packed
         if masq:
-            out.append((_T, f"masq{fam}", ip))
-            out.append((_T, f"local{fam}", f"{ip} . {iface.network}"))
+            out.append(Element("inet", f"masq{fam}", ip, raw))
+            net = iface.network
+            out.append(Element("inet", f"local{fam}", f"{ip} . {net}",
+                               N.concat(raw, net.network_address.packed),
+                               N.concat(raw, net.broadcast_address.packed)))
         if port_mappings:
             # hairpin: a pod reaching its own host port must see the reply come back from
             # the host address, so that traffic is masqueraded; so is traffic from 127/8.
-            out.append((_T, f"hairpin{fam}", f"{ip} . {ip}"))
+            out.append(Element("inet", f"hairpin{fam}", f"{ip} . {ip}", N.concat(raw, raw)))
             if iface.version == 4:
-                out.append((_T, "hpdst4", ip))
+                out.append(Element("inet", "hpdst4", ip, raw))
         for pm in port_mappings:
+            target = N.concat(raw, N.inet_service(pm.container_port))
+            service = N.concat(N.inet_proto(pm.protocol), N.inet_service(pm.host_port))
             if pm.host_ip:
                 if ipaddress.ip_address(pm.host_ip).version != iface.version:
                     continue
-                out.append((_T, f"hp{fam}ip",
-                            f"{pm.host_ip} . {pm.protocol} . {pm.host_port} : "
-                            f"{ip} . {pm.container_port}"))
+                out.append(Element(
+                    "inet", f"hp{fam}ip",
+                    f"{pm.host_ip} . {pm.protocol} . {pm.host_port} : {ip} . {pm.container_port}",
+                    N.concat(N.ip_addr(pm.host_ip), service), data=target))
             else:
-                out.append((_T, f"hp{fam}",
-                            f"{pm.protocol} . {pm.host_port} : {ip} . {pm.container_port}"))
+                out.append(Element(
+                    "inet", f"hp{fam}",
+                    f"{pm.protocol} . {pm.host_port} : {ip} . {pm.container_port}",
+                    service, data=target))
     if spoof_iface:
-        out.append((_B, "spoofchk", f'"{spoof_iface}"'))
-        out.append((_B, "macs", f'"{spoof_iface}" . {spoof_mac}'))
+        out.append(Element("bridge", "spoofchk", f'"{spoof_iface}"', N.ifname(spoof_iface)))
+        out.append(Element("bridge", "macs", f'"{spoof_iface}" . {spoof_mac}',
+                           N.concat(N.ifname(spoof_iface), N.ether(spoof_mac))))
     return Elements(tuple(out))
 
 
 def add_batch(els: Elements, declared: bool = False) -> str:
     """The ADD batch; ``declared`` (the schema marker exists) leaves out the tables."""
     lines = [] if declared else [_DECLARE, _CHAINS]
-    lines += [f"add element {t} {s} {{ {e} }}" for t, s, e in els.items]
+    lines += [f"add element {e.table} {e.set} {{ {e.text} }}" for e in els.items]
     return "\n".join(lines) + "\n"
 
 
@@ -150,9 +184,9 @@ def delete_batch(els: Elements, declared: bool = False) -> str:
     """The DEL batch; without ``declared`` it declares the sets first, so that it also
     succeeds on a host whose ruleset was flushed since the ADD."""
     lines = [] if declared else [_DECLARE]
-    for t, s, e in els.items:
-        lines.append(f"add element {t} {s} {{ {e} }}")
-        lines.append(f"delete element {t} {s} {{ {_key(e)} }}")
+    for e in els.items:
+        lines.append(f"add element {e.table} {e.set} {{ {e.text} }}")
+        lines.append(f"delete element {e.table} {e.set} {{ {_key(e.text)} }}")
     return "\n".join(lines) + "\n"
 
 
@@ -162,45 +196,81 @@ def _key(element: str) -> str:
 
 
 class NftRunner(Protocol):
-    def run(self, batch: str) -> None:
-        """Apply ``batch`` atomically, or raise ``KernelError`` with nft's message."""
+    def add(self, els: Elements) -> None:
+        """Put ``els`` into our sets and maps in one transaction, declaring our tables first
+        when they are missing or of an older schema; ``KernelError`` with the reason."""
         ...
 
-    def declared(self) -> bool:
-        """Whether our tables exist in today's schema (then ADDs send only elements)."""
-        ...
-
-    def begin(self, batch: str) -> Callable[[], None]:
-        """Start applying ``batch``; the returned function waits for it (raising like
-        ``run``). A batch that deletes waits out an RCU grace period in the kernel; DEL
-        overlaps that wait with the veth's own."""
+    def delete(self, els: Elements) -> Callable[[], None]:
+        """Start removing ``els``, whether or not they are still there; the returned
+        function waits for the removal (raising like ``add``), so that a DEL can overlap a
+        slow removal with the veth's own."""
         ...
 
     def available(self) -> bool: ...
 
 
-class SpawnRunner:
-    """Runs ``nft -f -`` with ``os.posix_spawn`` (``subprocess`` alone costs ~9 ms to import,
-    most of a CNI call's budget)."""
+class Runner:
+    """The real ``NftRunner``. Elements go to the kernel as one netlink batch (``_nfnl``)
+    when our tables exist in today's schema, which is every call but the first on a host;
+    everything else (declaring the tables, and any batch the kernel refuses, so that the
+    error comes with nft's explanation) is an ``nft -f -`` batch, run with
+    ``os.posix_spawn`` (``subprocess`` alone costs ~9 ms to import)."""
 
-    def __init__(self, nft: str = "") -> None:
+    def __init__(self, nft: str = "", use_netlink: bool = True) -> None:
         self.nft = nft or _find_nft()
+        self.use_netlink = use_netlink
+        self.fallbacks = 0  # netlink batches that failed (and went through nft instead)
 
     def available(self) -> bool:
         return os.access(self.nft, os.X_OK)
 
-    def declared(self) -> bool:
-        from cni_bridge.netlink import nft_set_exists
+    def add(self, els: Elements) -> None:
+        nl = self._netlink(els, delete=False)
+        if nl is not None:
+            nl.close()
+            return
+        self.run(add_batch(els))
+
+    def delete(self, els: Elements) -> Callable[[], None]:
+        nl = self._netlink(els, delete=True)
+        if nl is not None:
+            # Closing a netfilter socket after a commit that removed elements waits for the
+            # kernel to free them (an RCU grace period, ~10 ms here): the caller closes it
+            # after removing the veth, which waits for one of its own meanwhile.
+            return nl.close
+        return self.begin(delete_batch(els))
+
+    def _netlink(self, els: Elements, delete: bool) -> Nfnl | None:
+        """Apply ``els`` over netlink and return the still open socket; None when nft
+        must do it (tables missing or of an older schema, or the kernel refused: the
+        transaction then changed nothing)."""
+        if not self.use_netlink:
+            return None
+        from cni_bridge.netlink import NetlinkError, Nfnl
 
         try:
-            return nft_set_exists(TABLE, SCHEMA_MARKER)
+            nl = Nfnl()
         except OSError:
-            return False  # then the full batch declares them, which is always correct
+            self.fallbacks += 1
+            return None
+        try:
+            if not nl.set_exists(N.NFPROTO_INET, TABLE, SCHEMA_MARKER):
+                nl.close()
+                return None
+            data, acks = netlink_batch(els, delete)
+            nl.batch(data, acks)
+        except (OSError, NetlinkError):
+            nl.close()
+            self.fallbacks += 1
+            return None
+        return nl
 
     def run(self, batch: str) -> None:
         self.begin(batch)()
 
     def begin(self, batch: str) -> Callable[[], None]:
+        """Start ``nft -f -`` on ``batch``; the returned function reaps it."""
         in_r, in_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -241,6 +311,24 @@ class SpawnRunner:
                 raise KernelError("nftables rejected the batch", msg)
 
         return wait
+
+
+def netlink_batch(els: Elements, delete: bool) -> tuple[bytes, dict[int, str]]:
+    """The netlink form of ``add_batch`` (or ``delete_batch``: each delete preceded by an
+    add of the same element, so it succeeds whether or not the element is there), with
+    what each acknowledged message does, by sequence number."""
+    msgs: list[bytes] = []
+    acks: dict[int, str] = {}
+    seq = 1
+    for e in els.items:
+        fam = N.FAMILIES[e.family]
+        kinds = (N.NEWSETELEM, N.DELSETELEM) if delete else (N.NEWSETELEM,)
+        for kind in kinds:
+            seq += 1
+            verb = "add" if kind == N.NEWSETELEM else "delete"
+            msgs.append(N.setelem(kind, fam, TABLE, e.set, seq, e.key, e.key_end, e.data))
+            acks[seq] = f"{verb} element {e.table} {e.set} {{ {e.text} }}"
+    return N.batch(msgs, 1), acks
 
 
 def _find_nft() -> str:

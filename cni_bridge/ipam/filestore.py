@@ -11,7 +11,15 @@ claim, visible to every other process at once and kept across a crash of this pr
 not fsynced by default (``durable=False``): what it protects is a pod's address, and a pod's
 veth, routes and NAT rules all die with the host, so after a power loss the runtime re-ADDs
 every pod and GC frees what no pod holds. (Measured: the fsyncs were ~4 ms of a ~6 ms ADD.)
-``last_reserved_ip`` is only a round-robin hint, replaced atomically.
+``last_reserved_ip`` is only a round-robin hint, read and written under the lock: it is
+rewritten in place (``pwrite``, then ``ftruncate`` only when it shrinks) rather than
+replaced by rename, which on ext4 starts writeback of the new file on every ADD (measured
+~0.25 ms, a tenth of an ADD). A torn hint after a crash only makes the next allocation
+start from the beginning of the range.
+
+Every ADD reads every reservation (an attachment may not hold two addresses of one set),
+so that scan uses raw ``os.open``/``os.read`` relative to the directory's fd: about half
+the cost of ``open()`` file objects, which matters with hundreds of pods.
 """
 
 from __future__ import annotations
@@ -81,11 +89,16 @@ class FileStore:
         os.close(fd)
         if self.durable and self._dir_fd >= 0:
             os.fsync(self._dir_fd)
-        tmp = self._path(f".{_LAST}{range_set}.tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(ip)
-            os.replace(tmp, self._path(f"{_LAST}{range_set}"))
+            fd = os.open(self._path(f"{_LAST}{range_set}"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+            try:
+                data = ip.encode()
+                os.pwrite(fd, data, 0)
+                if os.fstat(fd).st_size > len(data):
+                    os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
         except OSError:
             pass  # only a round-robin hint: allocation stays correct without it
         return True
@@ -105,6 +118,29 @@ class FileStore:
         except OSError as exc:
             raise IOFailure(f"cannot release {ip}", str(exc)) from exc
 
+    def _read(self, name: str) -> bytes | None:
+        """A reservation's content; None when it vanished or is not a file."""
+        try:
+            if self._dir_fd >= 0:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir_fd)
+            else:
+                fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EISDIR):
+                return None
+            raise IOFailure(f"cannot read the IPAM store {self.dir}", str(exc)) from exc
+        try:
+            chunks = []
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            if exc.errno == errno.EISDIR:
+                return None
+            raise IOFailure(f"cannot read the IPAM store {self.dir}", str(exc)) from exc
+        finally:
+            os.close(fd)
+
     def _entries(self) -> Iterator[tuple[str, str, str]]:
         try:
             names = os.listdir(self.dir)
@@ -113,14 +149,10 @@ class FileStore:
         for name in names:
             if name in _SKIP or name.startswith((_LAST, ".")):
                 continue
-            try:
-                with open(self._path(name), "rb") as f:
-                    data = f.read().decode(errors="replace")
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.EISDIR):
-                    continue
-                raise IOFailure(f"cannot read the IPAM store {self.dir}", str(exc)) from exc
-            cid, _, ifname = data.partition("\r\n")
+            raw = self._read(name)
+            if raw is None:
+                continue
+            cid, _, ifname = raw.decode(errors="replace").partition("\r\n")
             # Files written by very old host-local versions hold only the container id.
             yield name, cid.strip(), ifname.strip()
 

@@ -25,8 +25,9 @@ from cni_bridge.install import install
 REF_DIR = "/usr/lib/cni"
 
 
-def sh(*args: str, ns: str = "", check: bool = True, input: bytes | None = None
-       ) -> subprocess.CompletedProcess[bytes]:
+def sh(
+    *args: str, ns: str = "", check: bool = True, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     cmd = ["ip", "netns", "exec", ns, *args] if ns else list(args)
     return subprocess.run(cmd, check=check, capture_output=True, input=input, timeout=60)
 
@@ -61,8 +62,11 @@ print(c.recv(100).decode())
 @contextlib.contextmanager
 def tcp_server(ns: str, addr: str, port: int) -> Iterator[None]:
     """A server in ``ns`` that answers each connection with the peer address it saw."""
-    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _SERVER, addr,
-                          str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", _SERVER, addr, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == b"ready", p.stderr.read() if p.stderr else ""
@@ -94,10 +98,14 @@ class Lab:
     def drop_pod(self, name: str) -> None:
         sh("ip", "netns", "del", name, check=False)
 
-    def env(self, command: str, cid: str = "", pod: str = "", ifname: str = "eth0",
-            args: str = "") -> dict[str, str]:
-        env = {"CNI_COMMAND": command, "CNI_PATH": f"{self.bin_dir}:{REF_DIR}",
-               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    def env(
+        self, command: str, cid: str = "", pod: str = "", ifname: str = "eth0", args: str = ""
+    ) -> dict[str, str]:
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_PATH": f"{self.bin_dir}:{REF_DIR}",
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        }
         if cid:
             env.update(CNI_CONTAINERID=cid, CNI_IFNAME=ifname)
         if pod:
@@ -109,9 +117,19 @@ class Lab:
     def popen(self, plugin: str, env: dict[str, str], stdin: bytes) -> subprocess.Popen[bytes]:
         exe = plugin if plugin.startswith("/") else os.path.join(self.bin_dir, plugin)
         p = subprocess.Popen(
-            ["ip", "netns", "exec", self.host, "env", "-i",
-             *(f"{k}={v}" for k, v in env.items()), exe],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.host,
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in env.items()),
+                exe,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert p.stdin is not None
         p.stdin.write(stdin)
@@ -119,8 +137,16 @@ class Lab:
         p.stdin = None  # written in full: communicate() must not touch it again
         return p
 
-    def call(self, plugin: str, command: str, conf: dict[str, Any] | bytes, cid: str = "",
-             pod: str = "", ifname: str = "eth0", args: str = "") -> tuple[Any, int]:
+    def call(
+        self,
+        plugin: str,
+        command: str,
+        conf: dict[str, Any] | bytes,
+        cid: str = "",
+        pod: str = "",
+        ifname: str = "eth0",
+        args: str = "",
+    ) -> tuple[Any, int]:
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
         p = self.popen(plugin, self.env(command, cid, pod, ifname, args), stdin)
         out, err = p.communicate(timeout=60)
@@ -130,8 +156,16 @@ class Lab:
             parsed = {"unparsed": out.decode(), "stderr": err.decode()}
         return parsed, p.returncode
 
-    def ok(self, plugin: str, command: str, conf: dict[str, Any], cid: str = "",
-           pod: str = "", ifname: str = "eth0", args: str = "") -> Any:
+    def ok(
+        self,
+        plugin: str,
+        command: str,
+        conf: dict[str, Any],
+        cid: str = "",
+        pod: str = "",
+        ifname: str = "eth0",
+        args: str = "",
+    ) -> Any:
         out, rc = self.call(plugin, command, conf, cid, pod, ifname, args)
         assert rc == 0, f"{plugin} {command} failed: {out}"
         return out
@@ -149,8 +183,9 @@ class Lab:
         return found
 
     def host_links(self, prefix: str = "veth") -> list[str]:
-        return [link["ifname"] for link in ipj(self.host, "link")
-                if link["ifname"].startswith(prefix)]
+        return [
+            link["ifname"] for link in ipj(self.host, "link") if link["ifname"].startswith(prefix)
+        ]
 
 
 @contextlib.contextmanager
@@ -171,14 +206,24 @@ def lab() -> Iterator[Lab]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bridge_conf(lab: Lab, subnet: str = "10.199.10.0/24", v6: str = "", name: str = "stwtestnet",
-                bridge: str = "stwtestbr0", ipam_type: str = "stowage-host-local",
-                version: str = "1.1.0", **extra: Any) -> dict[str, Any]:
+def bridge_conf(
+    lab: Lab,
+    subnet: str = "10.199.10.0/24",
+    v6: str = "",
+    name: str = "stwtestnet",
+    bridge: str = "stwtestbr0",
+    ipam_type: str = "stowage-host-local",
+    version: str = "1.1.0",
+    **extra: Any,
+) -> dict[str, Any]:
     ranges = [[{"subnet": subnet}]]
     if v6:
         ranges.append([{"subnet": v6}])
     return {
-        "cniVersion": version, "name": name, "type": "stowage-bridge", "bridge": bridge,
+        "cniVersion": version,
+        "name": name,
+        "type": "stowage-bridge",
+        "bridge": bridge,
         "stateDir": os.path.join(lab.tmp, "state"),
         "ipam": {"type": ipam_type, "ranges": ranges, "dataDir": os.path.join(lab.tmp, "ipam")},
         **extra,

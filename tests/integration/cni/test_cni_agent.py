@@ -20,8 +20,19 @@ pytestmark = pytest.mark.root
 def test_through_the_agent_and_without_it(cni_lab: Lab) -> None:
     sock = os.path.join(cni_lab.tmp, "agent.sock")
     install(cni_lab.bin_dir, None, agent_socket=sock)
-    agent = subprocess.Popen(["ip", "netns", "exec", cni_lab.host, sys.executable, "-m",
-                              "cni_bridge.agent", "--socket", sock])
+    agent = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            cni_lab.host,
+            sys.executable,
+            "-m",
+            "cni_bridge.agent",
+            "--socket",
+            sock,
+        ]
+    )
     try:
         deadline = time.monotonic() + 20
         while not os.path.exists(sock):
@@ -33,7 +44,10 @@ def test_through_the_agent_and_without_it(cni_lab: Lab) -> None:
         pods = [cni_lab.pod() for _ in range(3)]
         res = [cni_lab.ok("stowage-bridge", "ADD", conf, f"a{i}", p) for i, p in enumerate(pods)]
         assert [r["ips"][0]["address"] for r in res] == [
-            "10.199.10.2/24", "10.199.10.3/24", "10.199.10.4/24"]
+            "10.199.10.2/24",
+            "10.199.10.3/24",
+            "10.199.10.4/24",
+        ]
         cni_lab.ok("stowage-bridge", "CHECK", {**conf, "prevResult": res[0]}, "a0", pods[0])
         cni_lab.ok("stowage-bridge", "DEL", conf, "a0", pods[0])
     finally:

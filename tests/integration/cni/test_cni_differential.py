@@ -14,15 +14,22 @@ pytestmark = pytest.mark.root
 
 
 def state(the_lab: Lab, pod: str) -> dict[str, Any]:
-    addrs = sorted(f"{a['local']}/{a['prefixlen']}"
-                   for a in ipj(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]
-                   if a["scope"] == "global")
-    routes = sorted((r["dst"], r.get("gateway", ""), r.get("scope", ""))
-                    for fam in ("-4", "-6") for r in ipj(pod, fam, "route")
-                    if not r["dst"].startswith("fe80"))
-    br = sorted(f"{a['local']}/{a['prefixlen']}"
-                for a in ipj(the_lab.host, "addr", "show", "dev", "stwtestbr0")[0]["addr_info"]
-                if a["scope"] == "global")
+    addrs = sorted(
+        f"{a['local']}/{a['prefixlen']}"
+        for a in ipj(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]
+        if a["scope"] == "global"
+    )
+    routes = sorted(
+        (r["dst"], r.get("gateway", ""), r.get("scope", ""))
+        for fam in ("-4", "-6")
+        for r in ipj(pod, fam, "route")
+        if not r["dst"].startswith("fe80")
+    )
+    br = sorted(
+        f"{a['local']}/{a['prefixlen']}"
+        for a in ipj(the_lab.host, "addr", "show", "dev", "stwtestbr0")[0]["addr_info"]
+        if a["scope"] == "global"
+    )
     return {"addrs": addrs, "routes": routes, "bridge": br}
 
 
@@ -38,16 +45,29 @@ def shape(res: dict[str, Any]) -> dict[str, Any]:
 
 
 CASES = {
-    "gateway-masq-1.0.0": {"version": "1.0.0", "isGateway": True, "ipMasq": True,
-                               "ipam_routes": [{"dst": "0.0.0.0/0"}]},
+    "gateway-masq-1.0.0": {
+        "version": "1.0.0",
+        "isGateway": True,
+        "ipMasq": True,
+        "ipam_routes": [{"dst": "0.0.0.0/0"}],
+    },
     "default-gateway-0.4.0": {"version": "0.4.0", "isDefaultGateway": True},
-    "dual-stack-1.0.0": {"version": "1.0.0", "isGateway": True, "v6": "fd00:199:30::/64",
-                             "ipam_routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
-    "custom-range-0.3.1": {"version": "0.3.1", "isGateway": True,
-                               "range_extra": {"rangeStart": "10.199.30.100",
-                                            "rangeEnd": "10.199.30.110",
-                                            "gateway": "10.199.30.254"},
-                               "ipam_routes": [{"dst": "10.199.40.0/24", "gw": "10.199.30.254"}]},
+    "dual-stack-1.0.0": {
+        "version": "1.0.0",
+        "isGateway": True,
+        "v6": "fd00:199:30::/64",
+        "ipam_routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+    },
+    "custom-range-0.3.1": {
+        "version": "0.3.1",
+        "isGateway": True,
+        "range_extra": {
+            "rangeStart": "10.199.30.100",
+            "rangeEnd": "10.199.30.110",
+            "gateway": "10.199.30.254",
+        },
+        "ipam_routes": [{"dst": "10.199.40.0/24", "gw": "10.199.30.254"}],
+    },
     "l2-only-1.0.0": {"version": "1.0.0", "no_ipam": True},
 }
 

@@ -18,8 +18,9 @@ def add(lab: Lab, conf: dict[str, object], cid: str = "c1") -> tuple[str, dict[s
 
 
 def test_mtu_promisc_and_mac(cni_lab: Lab) -> None:
-    conf = bridge_conf(cni_lab, mtu=1400, promiscMode=True,
-                       runtimeConfig={"mac": "02:aa:bb:cc:dd:01"})
+    conf = bridge_conf(
+        cni_lab, mtu=1400, promiscMode=True, runtimeConfig={"mac": "02:aa:bb:cc:dd:01"}
+    )
     pod, res = add(cni_lab, conf)
     (br,) = ipj(cni_lab.host, "link", "show", "dev", "stwtestbr0")
     assert br["mtu"] == 1400
@@ -43,14 +44,27 @@ def test_is_default_gateway_and_force_address(cni_lab: Lab) -> None:
     routes = {(r["dst"], r.get("gateway")) for r in ipj(pod, "route")}
     assert ("default", "10.199.10.1") in routes
     assert {"dst": "0.0.0.0/0", "gw": "10.199.10.1"} in res["routes"]  # type: ignore[operator]
-    addrs = [a["local"] for a in ipj(cni_lab.host, "addr", "show", "dev",
-                                     "stwtestbr0")[0]["addr_info"] if a["family"] == "inet"]
+    addrs = [
+        a["local"]
+        for a in ipj(cni_lab.host, "addr", "show", "dev", "stwtestbr0")[0]["addr_info"]
+        if a["family"] == "inet"
+    ]
     assert addrs == ["10.199.10.1"]
 
 
 def need_vlan_filtering(lab: Lab) -> None:
-    probe = sh("ip", "link", "add", "stwtestprobe", "type", "bridge", "vlan_filtering", "1",
-               ns=lab.host, check=False)
+    probe = sh(
+        "ip",
+        "link",
+        "add",
+        "stwtestprobe",
+        "type",
+        "bridge",
+        "vlan_filtering",
+        "1",
+        ns=lab.host,
+        check=False,
+    )
     sh("ip", "link", "del", "stwtestprobe", ns=lab.host, check=False)
     if probe.returncode != 0:
         pytest.skip("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)")
@@ -64,7 +78,8 @@ def test_vlan_and_default_vlan(cni_lab: Lab) -> None:
     vlans = json.loads(sh("bridge", "-j", "vlan", "show", "dev", veth, ns=cni_lab.host).stdout)
     (entry,) = vlans
     assert [(v["vlan"], sorted(v.get("flags", []))) for v in entry["vlans"]] == [
-        (100, ["PVID", "Egress Untagged"])]
+        (100, ["PVID", "Egress Untagged"])
+    ]
     (br,) = ipj(cni_lab.host, "-d", "link", "show", "dev", "stwtestbr0")
     assert br["linkinfo"]["info_data"]["vlan_filtering"] == 1
 
@@ -74,8 +89,9 @@ def test_vlan_trunk(cni_lab: Lab) -> None:
     conf = bridge_conf(cni_lab, vlanTrunk=[{"id": 5}, {"minID": 10, "maxID": 12}])
     _pod, res = add(cni_lab, conf)
     veth = res["interfaces"][1]["name"]  # type: ignore[index]
-    vlans = json.loads(sh("bridge", "-j", "-c", "vlan", "show", "dev", veth,
-                          ns=cni_lab.host).stdout)
+    vlans = json.loads(
+        sh("bridge", "-j", "-c", "vlan", "show", "dev", veth, ns=cni_lab.host).stdout
+    )
     got: set[int] = set()
     for v in vlans[0]["vlans"]:
         got.update(range(v["vlan"], v.get("vlanEnd", v["vlan"]) + 1))
@@ -120,12 +136,20 @@ def test_disable_container_interface_and_l2_only(cni_lab: Lab) -> None:
 
 def test_enabledad_keeps_dad(cni_lab: Lab) -> None:
     for enabledad, tentative_allowed in ((False, False), (True, True)):
-        conf = bridge_conf(cni_lab, subnet="10.199.12.0/24", v6="fd00:199:12::/64",
-                           enabledad=enabledad, name=f"stwtestdad{int(enabledad)}",
-                           bridge=f"stwtestbr{int(enabledad)}")
+        conf = bridge_conf(
+            cni_lab,
+            subnet="10.199.12.0/24",
+            v6="fd00:199:12::/64",
+            enabledad=enabledad,
+            name=f"stwtestdad{int(enabledad)}",
+            bridge=f"stwtestbr{int(enabledad)}",
+        )
         pod, _res = add(cni_lab, conf)
-        a6 = [a for a in ipj(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]
-              if a["family"] == "inet6" and a["scope"] == "global"]
+        a6 = [
+            a
+            for a in ipj(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]
+            if a["family"] == "inet6" and a["scope"] == "global"
+        ]
         assert a6
         if not tentative_allowed:
             assert not a6[0].get("tentative")
@@ -137,20 +161,37 @@ def test_enabledad_keeps_dad(cni_lab: Lab) -> None:
 def test_ip_masq_rules_only_for_our_pods(cni_lab: Lab) -> None:
     conf = bridge_conf(cni_lab, isGateway=True, ipMasq=True)
     _pod, _res = add(cni_lab, conf)
-    chain = sh("nft", "list", "chain", "inet", "stowage_cni", "postrouting",
-               ns=cni_lab.host).stdout.decode()
+    chain = sh(
+        "nft", "list", "chain", "inet", "stowage_cni", "postrouting", ns=cni_lab.host
+    ).stdout.decode()
     assert "@masq4" in chain
     assert "masquerade" in chain
-    assert "10.199.10.2 . 10.199.10.0/24" in sh(
-        "nft", "list", "set", "inet", "stowage_cni", "local4", ns=cni_lab.host).stdout.decode()
+    assert (
+        "10.199.10.2 . 10.199.10.0/24"
+        in sh(
+            "nft", "list", "set", "inet", "stowage_cni", "local4", ns=cni_lab.host
+        ).stdout.decode()
+    )
 
 
 def test_port_mappings_dnat_hairpin_and_local(cni_lab: Lab) -> None:
-    conf = bridge_conf(cni_lab, isGateway=True, ipMasq=True, hairpinMode=True,
-                       runtimeConfig={"portMappings": [
-                           {"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"},
-                           {"hostPort": 18443, "containerPort": 8080, "protocol": "tcp",
-                            "hostIP": "10.199.10.1"}]})
+    conf = bridge_conf(
+        cni_lab,
+        isGateway=True,
+        ipMasq=True,
+        hairpinMode=True,
+        runtimeConfig={
+            "portMappings": [
+                {"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"},
+                {
+                    "hostPort": 18443,
+                    "containerPort": 8080,
+                    "protocol": "tcp",
+                    "hostIP": "10.199.10.1",
+                },
+            ]
+        },
+    )
     pod, _res = add(cni_lab, conf)
     other = cni_lab.pod()
     cni_lab.ok("stowage-bridge", "ADD", bridge_conf(cni_lab, isGateway=True), "c2", other)

@@ -20,29 +20,32 @@ def assert_nothing_left(lab: Lab, network: str = "stwtestnet") -> None:
     assert lab.nft_elements() == set()
     ipam_dir = os.path.join(lab.tmp, "ipam", network)
     if os.path.isdir(ipam_dir):
-        assert [f for f in os.listdir(ipam_dir)
-                if not f.startswith(("last_reserved", "lock"))] == []
+        assert [
+            f for f in os.listdir(ipam_dir) if not f.startswith(("last_reserved", "lock"))
+        ] == []
     state = os.path.join(lab.tmp, "state", network)
     assert not os.path.isdir(state) or os.listdir(state) == []
 
 
 def test_add_check_del_dual_stack(cni_lab: Lab) -> None:
     pod = cni_lab.pod()
-    conf = bridge_conf(cni_lab, v6="fd00:199:10::/64", isGateway=True, ipMasq=True,
-                       hairpinMode=True)
+    conf = bridge_conf(
+        cni_lab, v6="fd00:199:10::/64", isGateway=True, ipMasq=True, hairpinMode=True
+    )
     conf["ipam"]["routes"] = [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
     res = cni_lab.ok("stowage-bridge", "ADD", conf, "c1", pod)
     assert res["cniVersion"] == "1.1.0"
     assert [i["name"] for i in res["interfaces"]][::2] == ["stwtestbr0", "eth0"]
     assert res["interfaces"][2]["sandbox"] == f"/run/netns/{pod}"
     assert [(i["address"], i["gateway"], i["interface"]) for i in res["ips"]] == [
-        ("10.199.10.2/24", "10.199.10.1", 2), ("fd00:199:10::2/64", "fd00:199:10::1", 2)]
+        ("10.199.10.2/24", "10.199.10.1", 2),
+        ("fd00:199:10::2/64", "fd00:199:10::1", 2),
+    ]
 
     (eth0,) = ipj(pod, "addr", "show", "dev", "eth0")
     assert eth0["address"] == res["interfaces"][2]["mac"]
     assert "UP" in eth0["flags"]
-    addrs = {f"{a['local']}/{a['prefixlen']}" for a in eth0["addr_info"]
-             if a["scope"] == "global"}
+    addrs = {f"{a['local']}/{a['prefixlen']}" for a in eth0["addr_info"] if a["scope"] == "global"}
     assert addrs == {"10.199.10.2/24", "fd00:199:10::2/64"}
     routes = {(r["dst"], r.get("gateway")) for r in ipj(pod, "route")}
     assert ("default", "10.199.10.1") in routes
@@ -52,8 +55,10 @@ def test_add_check_del_dual_stack(cni_lab: Lab) -> None:
     (hv,) = ipj(cni_lab.host, "-d", "link", "show", "dev", veth)
     assert hv["master"] == "stwtestbr0"
     assert hv["linkinfo"]["info_slave_data"]["hairpin"] is True
-    br_addrs = {f"{a['local']}/{a['prefixlen']}"
-                for a in ipj(cni_lab.host, "addr", "show", "dev", "stwtestbr0")[0]["addr_info"]}
+    br_addrs = {
+        f"{a['local']}/{a['prefixlen']}"
+        for a in ipj(cni_lab.host, "addr", "show", "dev", "stwtestbr0")[0]["addr_info"]
+    }
     assert {"10.199.10.1/24", "fd00:199:10::1/64"} <= br_addrs
     assert sh("cat", "/proc/sys/net/ipv4/ip_forward", ns=cni_lab.host).stdout.strip() == b"1"
     els = cni_lab.nft_elements()
@@ -91,9 +96,12 @@ def test_every_config_version(cni_lab: Lab, version: str) -> None:
 
 def test_del_after_the_netns_is_gone(cni_lab: Lab) -> None:
     pod = cni_lab.pod()
-    conf = bridge_conf(cni_lab, isGateway=True, ipMasq=True,
-                       runtimeConfig={"portMappings": [{"hostPort": 18080,
-                                                        "containerPort": 80}]})
+    conf = bridge_conf(
+        cni_lab,
+        isGateway=True,
+        ipMasq=True,
+        runtimeConfig={"portMappings": [{"hostPort": 18080, "containerPort": 80}]},
+    )
     cni_lab.ok("stowage-bridge", "ADD", conf, "c1", pod)
     assert cni_lab.nft_elements()
     cni_lab.drop_pod(pod)
@@ -156,14 +164,19 @@ def test_version_status_gc(cni_lab: Lab) -> None:
 
 
 def test_kill_9_during_add_then_del(cni_lab: Lab) -> None:
-    conf = bridge_conf(cni_lab, isGateway=True, ipMasq=True, hairpinMode=True,
-                       runtimeConfig={"portMappings": [{"hostPort": 18081,
-                                                        "containerPort": 80}]})
+    conf = bridge_conf(
+        cni_lab,
+        isGateway=True,
+        ipMasq=True,
+        hairpinMode=True,
+        runtimeConfig={"portMappings": [{"hostPort": 18081, "containerPort": 80}]},
+    )
     stdin = json.dumps(conf).encode()
     for i, delay in enumerate([0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.1]):
         pod = cni_lab.pod()
-        p = cni_lab.popen(f"{cni_lab.bin_dir}/stowage-bridge",
-                          cni_lab.env("ADD", f"k{i}", pod), stdin)
+        p = cni_lab.popen(
+            f"{cni_lab.bin_dir}/stowage-bridge", cni_lab.env("ADD", f"k{i}", pod), stdin
+        )
         time.sleep(delay)
         # ip netns exec replaces itself with env, which replaces itself with the plugin:
         # the pid is the plugin's.
@@ -176,8 +189,9 @@ def test_kill_9_during_add_then_del(cni_lab: Lab) -> None:
 
 def test_the_bridge_with_the_reference_host_local(cni_lab: Lab) -> None:
     pod = cni_lab.pod()
-    conf = bridge_conf(cni_lab, ipam_type="host-local", version="1.0.0", isGateway=True,
-                       ipMasq=True)
+    conf = bridge_conf(
+        cni_lab, ipam_type="host-local", version="1.0.0", isGateway=True, ipMasq=True
+    )
     res = cni_lab.ok("stowage-bridge", "ADD", conf, "c1", pod)
     assert res["ips"][0]["address"] == "10.199.10.2/24"
     assert os.path.exists(os.path.join(cni_lab.tmp, "ipam", "stwtestnet", "10.199.10.2"))

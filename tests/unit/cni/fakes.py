@@ -4,12 +4,12 @@ routes in several namespaces) and an nftables that keeps the elements it was giv
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable
 from dataclasses import replace
 
 from cni_bridge.errors import KernelError, NetnsGone
 from cni_bridge.netlink import Addr, Link, NetlinkError, RouteEntry
+from cni_bridge.nft import Elements
 
 _counter = itertools.count(10)
 
@@ -55,8 +55,7 @@ class FakeNetlink:
 
     def _new(self, name: str, kind: str, mtu: int, mac: str = "") -> Link:
         n = next(_counter)
-        link = Link(n, name, kind, mtu or 1500, mac or f"02:00:00:00:00:{n:02x}", 0, False,
-                    False)
+        link = Link(n, name, kind, mtu or 1500, mac or f"02:00:00:00:00:{n:02x}", 0, False, False)
         self.links[name] = link
         return link
 
@@ -76,8 +75,9 @@ class FakeNetlink:
         self._new(name, "bridge", mtu)
         return True
 
-    def create_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int,
-                    peer_mac: str) -> None:
+    def create_veth(
+        self, name: str, peer: str, peer_netns_fd: int, mtu: int, peer_mac: str
+    ) -> None:
         self._maybe_fail("create_veth")
         other = self.kernel.netlink_in(peer_netns_fd)
         if name in self.links or peer in other.links:
@@ -87,8 +87,15 @@ class FakeNetlink:
         self.peers[name] = (other, peer)
         other.peers[peer] = (self, name)
 
-    def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
-                 mtu: int | None = None, promisc: bool | None = None) -> None:
+    def set_link(
+        self,
+        index: int,
+        *,
+        up: bool | None = None,
+        master: int | None = None,
+        mtu: int | None = None,
+        promisc: bool | None = None,
+    ) -> None:
         self._maybe_fail("set_link")
         link = self._by_index(index)
         link = replace(
@@ -103,8 +110,17 @@ class FakeNetlink:
     def set_hairpin(self, index: int, on: bool) -> None:
         (self.hairpin.add if on else self.hairpin.discard)(index)
 
-    def set_vlan(self, index: int, vid: int, *, add: bool, pvid: bool, untagged: bool,
-                 vid_end: int = 0, master: bool = True) -> None:
+    def set_vlan(
+        self,
+        index: int,
+        vid: int,
+        *,
+        add: bool,
+        pvid: bool,
+        untagged: bool,
+        vid_end: int = 0,
+        master: bool = True,
+    ) -> None:
         entries = self.vlans.setdefault(index, {(1, True, True)})
         for v in range(vid, (vid_end or vid) + 1):
             if add:
@@ -150,40 +166,25 @@ class FakeNetlink:
 
 
 class FakeNft:
-    """Keeps the set of (set, element key) pairs the batches leave behind."""
-
-    _LINE = re.compile(r"^(add|delete) element (\S+ \S+) (\S+) \{ (.*) \}$")
+    """Keeps the set of (set, element key) pairs the runner was asked to leave behind."""
 
     def __init__(self) -> None:
         self.elements: set[tuple[str, str]] = set()
         self.fail = False
-        self.batches: list[str] = []
+        self.calls: list[tuple[str, Elements]] = []
 
     def available(self) -> bool:
         return True
 
-    def declared(self) -> bool:
-        return bool(self.batches)
-
-    def begin(self, batch: str) -> Callable[[], None]:
-        self.run(batch)
-        return lambda: None
-
-    def run(self, batch: str) -> None:
+    def add(self, els: Elements) -> None:
         if self.fail:
             raise KernelError("injected nft failure")
-        self.batches.append(batch)
-        staged = set(self.elements)
-        for line in batch.splitlines():
-            m = self._LINE.match(line)
-            if not m:
-                continue
-            verb, _table, set_name, element = m.groups()
-            key = (set_name, element.split(" : ")[0])
-            if verb == "add":
-                staged.add(key)
-            elif key in staged:
-                staged.discard(key)
-            else:
-                raise KernelError(f"no such element {key}")
-        self.elements = staged
+        self.calls.append(("add", els))
+        self.elements |= {(e.set, e.text.split(" : ")[0]) for e in els.items}
+
+    def delete(self, els: Elements) -> Callable[[], None]:
+        if self.fail:
+            raise KernelError("injected nft failure")
+        self.calls.append(("delete", els))
+        self.elements -= {(e.set, e.text.split(" : ")[0]) for e in els.items}
+        return lambda: None

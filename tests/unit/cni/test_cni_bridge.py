@@ -54,19 +54,32 @@ class World:
         self.nft = FakeNft()
         self.store = MemStore()
         self.conf: dict[str, Any] = {
-            "cniVersion": "1.1.0", "name": "stwtestnet", "type": "stowage-bridge",
-            "bridge": "stwtestbr0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
-            "ipam": {"type": "stowage-host-local",
-                     "ranges": [[{"subnet": "10.199.7.0/24"}], [{"subnet": "fd00:199:7::/64"}]],
-                     "routes": [{"dst": "0.0.0.0/0"}]},
+            "cniVersion": "1.1.0",
+            "name": "stwtestnet",
+            "type": "stowage-bridge",
+            "bridge": "stwtestbr0",
+            "isGateway": True,
+            "ipMasq": True,
+            "hairpinMode": True,
+            "ipam": {
+                "type": "stowage-host-local",
+                "ranges": [[{"subnet": "10.199.7.0/24"}], [{"subnet": "fd00:199:7::/64"}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
             **conf_extra,
         }
         self.records = RecordStore(str(tmp), "stwtestnet")
 
     def deps(self, req: Request) -> bridge.Deps:
-        return bridge.Deps(self.kernel.host, self.kernel.open_netns, self.kernel.netlink_in,
-                           self.nft, MemIpam(req, self.store), self.kernel.sysctl,
-                           log=lambda m: None)
+        return bridge.Deps(
+            self.kernel.host,
+            self.kernel.open_netns,
+            self.kernel.netlink_in,
+            self.nft,
+            MemIpam(req, self.store),
+            self.kernel.sysctl,
+            log=lambda m: None,
+        )
 
     def req(self, cid: str = "c1", command: str = "ADD") -> Request:
         return Request(command, cid, NS if cid == "c1" else f"{NS}-{cid}", "eth0")
@@ -75,13 +88,15 @@ class World:
         req = self.req(cid)
         if cid != "c1" and req.netns not in self.kernel.namespaces:
             self.kernel.add_netns(req.netns)
-        return bridge.add(self.conf, parse_netconf(self.conf, "1.1.0"), req, self.deps(req),
-                          self.records)
+        return bridge.add(
+            self.conf, parse_netconf(self.conf, "1.1.0"), req, self.deps(req), self.records
+        )
 
     def delete(self, cid: str = "c1", netns: str | None = None) -> None:
         req = Request("DEL", cid, self.req(cid).netns if netns is None else netns, "eth0")
-        bridge.delete(self.conf, parse_netconf(self.conf, "1.1.0"), req, self.deps(req),
-                      self.records)
+        bridge.delete(
+            self.conf, parse_netconf(self.conf, "1.1.0"), req, self.deps(req), self.records
+        )
 
     def pod(self) -> Any:
         return self.kernel.namespaces[NS]
@@ -100,7 +115,9 @@ def test_add_builds_the_expected_result_and_state(tmp_path: Path) -> None:
     assert next(i.name for i in res.interfaces) == "stwtestbr0"
     assert res.interfaces[2].sandbox == NS
     assert [(i.address, i.gateway, i.interface) for i in res.ips] == [
-        ("10.199.7.2/24", "10.199.7.1", 2), ("fd00:199:7::2/64", "fd00:199:7::1", 2)]
+        ("10.199.7.2/24", "10.199.7.1", 2),
+        ("fd00:199:7::2/64", "fd00:199:7::1", 2),
+    ]
     assert [(r.dst, r.gw) for r in res.routes] == [("0.0.0.0/0", "")], "as IPAM gave it"
     assert [(r.dst, r.gw) for r in w.pod().route_table] == [("0.0.0.0/0", "10.199.7.1")]
     host = w.kernel.host

@@ -19,14 +19,31 @@ def test_defaults_match_the_reference_bridge() -> None:
 
 
 def test_keys_are_read() -> None:
-    nc = parse_netconf({
-        **BASE, "bridge": "stwtestbr", "isDefaultGateway": True, "forceAddress": True,
-        "ipMasq": True, "mtu": 1400, "hairpinMode": True, "promiscMode": True,
-        "vlanTrunk": [{"id": 5}, {"minID": 10, "maxID": 20}], "preserveDefaultVlan": False,
-        "macspoofchk": True, "enabledad": True, "ipam": {"type": "stowage-host-local"},
-        "runtimeConfig": {"mac": "02:AA:00:00:00:01", "portMappings": [
-            {"hostPort": 8080, "containerPort": 80, "protocol": "TCP", "hostIP": "0.0.0.0"}]},  # noqa: S104
-    }, "1.1.0")
+    nc = parse_netconf(
+        {
+            **BASE,
+            "bridge": "stwtestbr",
+            "isDefaultGateway": True,
+            "forceAddress": True,
+            "ipMasq": True,
+            "mtu": 1400,
+            "hairpinMode": True,
+            "promiscMode": True,
+            "vlanTrunk": [{"id": 5}, {"minID": 10, "maxID": 20}],
+            "preserveDefaultVlan": False,
+            "macspoofchk": True,
+            "enabledad": True,
+            "ipam": {"type": "stowage-host-local"},
+            "runtimeConfig": {
+                "mac": "02:AA:00:00:00:01",
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "TCP",
+                     "hostIP": "0.0.0.0"},  # noqa: S104 - "any host address", not a bind
+                ],
+            },
+        },
+        "1.1.0",
+    )
     assert nc.is_gateway
     assert nc.is_default_gateway
     assert nc.force_address
@@ -43,13 +60,22 @@ def test_keys_are_read() -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{"vlan": 5000}, {"vlan": 3, "vlanTrunk": [{"id": 4}]}, {"vlanTrunk": [{"minID": 9}]},
-     {"mtu": "big"}, {"bridge": "x" * 16}, {"hairpinMode": "yes"},
-     {"disableContainerInterface": True, "ipam": {"type": "host-local"}},
-     {"runtimeConfig": {"mac": "01:00:00:00:00:01"}},
-     {"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}},
-     {"runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 80,
-                                          "protocol": "icmp"}]}}],
+    [
+        {"vlan": 5000},
+        {"vlan": 3, "vlanTrunk": [{"id": 4}]},
+        {"vlanTrunk": [{"minID": 9}]},
+        {"mtu": "big"},
+        {"bridge": "x" * 16},
+        {"hairpinMode": "yes"},
+        {"disableContainerInterface": True, "ipam": {"type": "host-local"}},
+        {"runtimeConfig": {"mac": "01:00:00:00:00:01"}},
+        {"runtimeConfig": {"portMappings": [{"hostPort": 0, "containerPort": 80}]}},
+        {
+            "runtimeConfig": {
+                "portMappings": [{"hostPort": 1, "containerPort": 80, "protocol": "icmp"}]
+            }
+        },
+    ],
 )
 def test_bad_configs(extra: dict[str, object]) -> None:
     with pytest.raises(InvalidConfig):
@@ -62,10 +88,14 @@ def test_vlan_with_gateway_is_reported_unsupported() -> None:
 
 
 def test_elements_of_an_attachment() -> None:
-    els = nft.elements(["10.199.0.5/24", "fd00::5/64"], True,
-                       [PortMapping(8080, 80, "tcp"), PortMapping(53, 53, "udp", "10.0.0.1")],
-                       "vethx", "02:00:00:00:00:01")
-    got = {(s, e) for _t, s, e in els.items}
+    els = nft.elements(
+        ["10.199.0.5/24", "fd00::5/64"],
+        True,
+        [PortMapping(8080, 80, "tcp"), PortMapping(53, 53, "udp", "10.0.0.1")],
+        "vethx",
+        "02:00:00:00:00:01",
+    )
+    got = {(e.set, e.text) for e in els.items}
     assert ("masq4", "10.199.0.5") in got
     assert ("local6", "fd00::5 . fd00::/64") in got
     assert ("hp4", "tcp . 8080 : 10.199.0.5 . 80") in got
@@ -93,8 +123,9 @@ def test_batches_skip_declarations_once_the_schema_exists() -> None:
     els = nft.elements(["10.199.0.5/24"], True, [])
     assert nft.SCHEMA_MARKER in nft.add_batch(els)
     quick = nft.add_batch(els, declared=True)
-    assert quick.splitlines() == ["add element inet stowage_cni masq4 { 10.199.0.5 }",
-                                  "add element inet stowage_cni local4 "
-                                  "{ 10.199.0.5 . 10.199.0.0/24 }"]
+    assert quick.splitlines() == [
+        "add element inet stowage_cni masq4 { 10.199.0.5 }",
+        "add element inet stowage_cni local4 { 10.199.0.5 . 10.199.0.0/24 }",
+    ]
     assert "add table" not in nft.delete_batch(els, declared=True)
     assert "add table" in nft.delete_batch(els)

@@ -19,8 +19,11 @@ def v4(conf: dict[str, object], **kw: object) -> object:
 def test_range_defaults_follow_host_local() -> None:
     r = parse_range({"subnet": "10.199.3.77/24"})
     assert str(r.subnet) == "10.199.3.0/24"
-    assert (str(r.start), str(r.end), str(r.gateway)) == ("10.199.3.1", "10.199.3.254",
-                                                          "10.199.3.1")
+    assert (str(r.start), str(r.end), str(r.gateway)) == (
+        "10.199.3.1",
+        "10.199.3.254",
+        "10.199.3.1",
+    )
     assert r.size() == 253
 
 
@@ -56,8 +59,7 @@ def test_overlapping_ranges_and_mixed_sets_are_rejected() -> None:
 )
 def test_candidates_visit_every_address_once(prefix: int, start_off: int, last: int) -> None:
     assume(start_off <= 2 ** (32 - prefix) - 2)
-    a = parse_range({"subnet": f"10.199.0.0/{prefix}",
-                     "rangeStart": f"10.199.0.{start_off}"})
+    a = parse_range({"subnet": f"10.199.0.0/{prefix}", "rangeStart": f"10.199.0.{start_off}"})
     b = parse_range({"subnet": "10.199.9.0/29"})
     rs = RangeSet((a, b))
     last_ip = ipaddress.ip_address(f"10.199.0.{last}")
@@ -73,16 +75,17 @@ def test_allocation_is_round_robin_and_dual_stack() -> None:
     conf = parse_ipam({"ranges": [[{"subnet": "10.199.0.0/29"}], [{"subnet": "fd00:199::/125"}]]})
     s = MemStore()
     got = allocator.allocate(conf, s, "c1", "eth0")
-    assert [(i.address, i.gateway) for i in got] == [("10.199.0.2/29", "10.199.0.1"),
-                                                      ("fd00:199::2/125", "fd00:199::1")]
+    assert [(i.address, i.gateway) for i in got] == [
+        ("10.199.0.2/29", "10.199.0.1"),
+        ("fd00:199::2/125", "fd00:199::1"),
+    ]
     allocator.release(s, "c1", "eth0")
     got = allocator.allocate(conf, s, "c2", "eth0")
     assert got[0].address == "10.199.0.3/29", "a freed address waits for the wrap-around"
 
 
 def test_exhaustion_rolls_back_earlier_sets() -> None:
-    conf = parse_ipam({"ranges": [[{"subnet": "10.199.0.0/24"}],
-                                  [{"subnet": "10.199.1.0/30"}]]})
+    conf = parse_ipam({"ranges": [[{"subnet": "10.199.0.0/24"}], [{"subnet": "10.199.1.0/30"}]]})
     s = MemStore()
     allocator.allocate(conf, s, "c1", "eth0")  # takes the only address of the /30
     with pytest.raises(AddressExhausted, match=r"10\.199\.1\.1-10\.199\.1\.2"):

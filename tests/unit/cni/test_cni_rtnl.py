@@ -14,8 +14,7 @@ def test_attr_padding_and_strings() -> None:
 
 
 def test_nested_attributes_round_trip() -> None:
-    n = R.nested(R.IFLA_LINKINFO, R.attr(R.IFLA_INFO_KIND, "veth"),
-                 R.attr(R.IFLA_MTU, 1400))
+    n = R.nested(R.IFLA_LINKINFO, R.attr(R.IFLA_INFO_KIND, "veth"), R.attr(R.IFLA_MTU, 1400))
     outer = R.attrs(n)
     assert R.IFLA_LINKINFO in outer, "the nested flag is stripped from the type"
     inner = R.attrs(outer[R.IFLA_LINKINFO])
@@ -29,8 +28,11 @@ def test_request_and_error_parsing() -> None:
     assert (msg.type, msg.seq, msg.body) == (R.RTM_GETLINK, 7, b"abcd")
     assert msg.flags & R.NLM_F_REQUEST
     err = R.request(R.NLMSG_ERROR, 0, 7, struct.pack("=i", -19) + req[:16])
-    (emsg,) = R.parse_messages(err + R.request(R.NLMSG_DONE, 0, 8, b""))[:1] if False else (
-        next(R.parse_messages(err)),)
+    (emsg,) = (
+        R.parse_messages(err + R.request(R.NLMSG_DONE, 0, 8, b""))[:1]
+        if False
+        else (next(R.parse_messages(err)),)
+    )
     assert emsg.errno == 19
 
 

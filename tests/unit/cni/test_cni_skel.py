@@ -9,14 +9,24 @@ from cni_bridge.errors import DecodeFailure, IncompatibleVersion, InvalidEnviron
 from cni_bridge.main import run_bridge, run_hostlocal
 from cni_bridge.types import DNS, Interface, IPConfig, Result, Route, parse_result, render
 
-ADD_ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x",
-           "CNI_IFNAME": "eth0", "CNI_PATH": "/a:/b", "CNI_ARGS": "K8S_POD=p;IgnoreUnknown=1"}
+ADD_ENV = {
+    "CNI_COMMAND": "ADD",
+    "CNI_CONTAINERID": "c1",
+    "CNI_NETNS": "/run/netns/x",
+    "CNI_IFNAME": "eth0",
+    "CNI_PATH": "/a:/b",
+    "CNI_ARGS": "K8S_POD=p;IgnoreUnknown=1",
+}
 
 
 def test_parse_env_reads_every_variable() -> None:
     req = skel.parse_env(ADD_ENV)
-    assert (req.command, req.container_id, req.netns, req.ifname) == ("ADD", "c1",
-                                                                       "/run/netns/x", "eth0")
+    assert (req.command, req.container_id, req.netns, req.ifname) == (
+        "ADD",
+        "c1",
+        "/run/netns/x",
+        "eth0",
+    )
     assert req.path == ("/a", "/b")
     assert req.arg("K8S_POD") == "p"
     assert req.arg("nope") is None
@@ -46,9 +56,17 @@ def test_del_needs_no_netns_and_gc_needs_no_container() -> None:
 
 @pytest.mark.parametrize(
     ("version", "command", "ok"),
-    [("0.3.1", "ADD", True), ("0.3.1", "CHECK", False), ("0.4.0", "CHECK", True),
-     ("1.0.0", "GC", False), ("1.1.0", "GC", True), ("1.1.0", "STATUS", True),
-     ("0.2.0", "ADD", False), ("2.0.0", "ADD", False), (None, "ADD", False)],
+    [
+        ("0.3.1", "ADD", True),
+        ("0.3.1", "CHECK", False),
+        ("0.4.0", "CHECK", True),
+        ("1.0.0", "GC", False),
+        ("1.1.0", "GC", True),
+        ("1.1.0", "STATUS", True),
+        ("0.2.0", "ADD", False),
+        ("2.0.0", "ADD", False),
+        (None, "ADD", False),
+    ],
 )
 def test_version_rules(version: str | None, command: str, ok: bool) -> None:
     if ok:
@@ -59,8 +77,10 @@ def test_version_rules(version: str | None, command: str, ok: bool) -> None:
 
 
 def test_version_reply() -> None:
-    assert skel.version_reply(b"") == {"cniVersion": "1.1.0",
-                                       "supportedVersions": list(skel.SUPPORTED_VERSIONS)}
+    assert skel.version_reply(b"") == {
+        "cniVersion": "1.1.0",
+        "supportedVersions": list(skel.SUPPORTED_VERSIONS),
+    }
     assert skel.version_reply(b'{"cniVersion":"0.4.0"}')["cniVersion"] == "0.4.0"
 
 
@@ -118,15 +138,24 @@ def test_edge_errors_are_spec_json(runner: object) -> None:
     out, code = _run(runner, {"CNI_COMMAND": "ADD"}, b"{}")
     assert code == 1
     assert out["code"] == 4
-    out, code = _run(runner, {**ADD_ENV, "CNI_COMMAND": "CHECK"},
-                     b'{"cniVersion":"0.3.1","name":"n"}')
+    out, code = _run(
+        runner, {**ADD_ENV, "CNI_COMMAND": "CHECK"}, b'{"cniVersion":"0.3.1","name":"n"}'
+    )
     assert (code, out["code"], out["cniVersion"]) == (1, 1, "0.3.1")
 
 
 def test_hostlocal_executable_verbs(tmp_path: object) -> None:
-    conf = {"cniVersion": "1.1.0", "name": "n", "type": "stowage-host-local",
-            "ipam": {"type": "stowage-host-local", "subnet": "10.199.0.0/30",
-                     "dataDir": str(tmp_path), "routes": [{"dst": "0.0.0.0/0"}]}}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "n",
+        "type": "stowage-host-local",
+        "ipam": {
+            "type": "stowage-host-local",
+            "subnet": "10.199.0.0/30",
+            "dataDir": str(tmp_path),
+            "routes": [{"dst": "0.0.0.0/0"}],
+        },
+    }
     stdin = json.dumps(conf).encode()
     out, code = _run(run_hostlocal, ADD_ENV, stdin)
     assert code == 0, out

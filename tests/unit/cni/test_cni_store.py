@@ -30,6 +30,19 @@ def test_filestore_uses_host_local_layout(tmp_path: Path) -> None:
     assert (tmp_path / "net" / "lock").exists()
 
 
+def test_the_round_robin_hint_is_exact_when_it_grows_and_shrinks(tmp_path: Path) -> None:
+    """Rewritten in place: the reference host-local reads the file without trimming it."""
+    s = FileStore(str(tmp_path), "net")
+    hint = tmp_path / "net" / "last_reserved_ip.0"
+    with s.lock():
+        for ip in ("10.199.0.9", "10.199.0.100", "10.199.0.11", "fd00::1"):
+            s.reserve("abc", ip, ip, 0)
+            assert hint.read_bytes() == ip.encode()
+            assert s.last_reserved(0) == ip
+    assert sorted(os.listdir(tmp_path / "net")) == [
+        "10.199.0.100", "10.199.0.11", "10.199.0.9", "fd00::1", "last_reserved_ip.0", "lock"]
+
+
 def test_filestore_reads_files_without_ifname(tmp_path: Path) -> None:
     d = tmp_path / "net"
     d.mkdir()
@@ -42,6 +55,7 @@ def test_filestore_reads_files_without_ifname(tmp_path: Path) -> None:
 def test_filestore_lock_excludes_other_holders(tmp_path: Path) -> None:
     a, b = FileStore(str(tmp_path), "net"), FileStore(str(tmp_path), "net")
     order: list[str] = []
+
     def take_b() -> None:
         with b.lock():
             order.append("b")
