@@ -4,6 +4,7 @@ store that stowage-cri serves (it works whether or not the daemon is running).""
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from cri_shim.config import ConfigError, load_config
@@ -48,6 +49,15 @@ def _images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cni_install(args: argparse.Namespace) -> int:
+    # The CRI side reaches cni_bridge only by executing it (the plugins stand alone).
+    cmd = [sys.executable, "-m", "cni_bridge.install", "--bin-dir", args.bin_dir,
+           "--conf-dir", args.conf_dir]  # fmt: skip
+    if args.ipv6_subnet:
+        cmd += ["--ipv6-subnet", args.ipv6_subnet]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stowage", description="Stowage node CLI")
     parser.add_argument("--config", help="config file (default /etc/stowage/config.toml)")
@@ -63,7 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     rm.add_argument("files", nargs="+")
     pull = actions.add_parser("pull", help="pull images from their registries")
     pull.add_argument("files", nargs="+")
+    cni = sub.add_parser("cni", help="manage the node's CNI plugins")
+    cni_actions = cni.add_subparsers(dest="action", required=True)
+    cni_install = cni_actions.add_parser(
+        "install", help="install stowage-bridge and stowage-host-local (and a default network)"
+    )
+    cni_install.add_argument("--bin-dir", default="/opt/cni/bin")
+    cni_install.add_argument("--conf-dir", default="/etc/cni/net.d")
+    cni_install.add_argument("--ipv6-subnet", default="")
     args = parser.parse_args(argv)
+    if args.command == "cni":
+        return _cni_install(args)
     try:
         return _images(args)
     except (ConfigError, ImageError) as exc:
