@@ -69,6 +69,24 @@ def _bounding_capabilities() -> tuple[str, ...]:
     return ()
 
 
+def _has_hugetlb_controller() -> bool:
+    """cgroup v2: listed in the root's cgroup.controllers; v1: a mounted hierarchy."""
+    try:
+        with open("/sys/fs/cgroup/cgroup.controllers") as f:
+            return "hugetlb" in f.read().split()
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fstype, _source, options = line.split(" - ", 1)[1].split()[:3]
+                if fstype == "cgroup" and "hugetlb" in options.split(","):
+                    return True
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
 def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     """Wires the runtime service and brings its state back from disk."""
     paths = Paths(root=cfg.cri.root, state=cfg.cri.state)
@@ -84,6 +102,7 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         restrict_oom_score_adj=cfg.runtime.restrict_oom_score_adj,
         daemon_oom_score_adj=_own_oom_score_adj(),
         available_capabilities=_bounding_capabilities(),
+        hugetlb=_has_hugetlb_controller(),
     )
     pods = PodManager(reg, cni, cfg.runtime.pause)
     containers = ContainerManager(

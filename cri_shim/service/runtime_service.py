@@ -380,7 +380,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
 
         if not request.HasField("linux"):
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "only linux resources are supported")
-        self.containers.update_resources(request.container_id, linux_resources(request.linux))
+        resources = linux_resources(request.linux, hugetlb=self.containers.options.hugetlb)
+        self.containers.update_resources(request.container_id, resources)
         return pb.UpdateContainerResourcesResponse()
 
     def UpdatePodSandboxResources(

@@ -101,6 +101,7 @@ class RuntimeOptions:
     apparmor_default_profile: str = ""
     default_ulimits: tuple[Ulimit, ...] = ()
     pids_limit: int = 0  # per container; 0 = unlimited
+    hugetlb: bool = True  # the host has the hugetlb cgroup controller (else limits are dropped)
     arch: str = "amd64"  # host architecture, for the seccomp profile's architectures
     # A private cgroup namespace for unprivileged containers (what cgroup v2 hosts want).
     cgroup_namespace: bool = False
@@ -464,6 +465,7 @@ def build_container_spec(
     resources = res.linux_resources(
         linux.resources if linux.HasField("resources") else None,
         pids_limit=options.pids_limit,
+        hugetlb=options.hugetlb,
     )
     resources["devices"] = security.device_rules(device_allow, privileged=privileged)
     linux_spec["resources"] = resources

@@ -61,11 +61,16 @@ def _positive(value: int, what: str) -> int:
     return value
 
 
-def linux_resources(res: Any, *, pids_limit: int = 0) -> dict[str, Any]:
+def linux_resources(res: Any, *, pids_limit: int = 0, hugetlb: bool = True) -> dict[str, Any]:
     """`linux.resources` (without devices) from a LinuxContainerResources message (or None).
 
     `pids_limit` comes from the daemon's configuration: the CRI carries no per-container pids
     limit (the kubelet limits pids on the pod's cgroup); 0 or less means unlimited.
+
+    `hugetlb` says whether the host has the hugetlb cgroup controller. The kubelet sends a
+    limit (0 unless requested) for every page size in /sys/kernel/mm/hugepages, controller or
+    not; without the controller runc refuses any limit, so they are dropped (what containerd's
+    default `tolerate_missing_hugetlb_controller` and CRI-O do).
     """
     out: dict[str, Any] = {}
     if pids_limit > 0:
@@ -111,7 +116,7 @@ def linux_resources(res: Any, *, pids_limit: int = 0) -> dict[str, Any]:
         if not _PAGE_SIZE.match(hp.page_size):
             raise SpecError(f"invalid hugepage size {hp.page_size!r} (expected e.g. 2MB, 1GB)")
         hugepages.append({"pageSize": hp.page_size, "limit": hp.limit})
-    if hugepages:
+    if hugepages and hugetlb:
         out["hugepageLimits"] = hugepages
     unified: Mapping[str, str] = res.unified
     if unified:

@@ -91,6 +91,23 @@ def test_full() -> None:
     }
 
 
+def test_kubelet_hugepage_limits_without_hugetlb_controller() -> None:
+    # What a kubelet sends on a host with huge pages but no hugetlb controller (cgroup v1
+    # without the hierarchy mounted): a 0 limit per page size, which runc would refuse.
+    res = _res(
+        memory_limit_in_bytes=64 << 20,
+        hugepage_limits=[
+            pb.HugepageLimit(page_size="1GB", limit=0),
+            pb.HugepageLimit(page_size="2MB", limit=0),
+        ],
+    )
+    assert r.linux_resources(res, hugetlb=False) == {"memory": {"limit": 64 << 20}}
+    assert r.linux_resources(res)["hugepageLimits"] == [
+        {"pageSize": "1GB", "limit": 0},
+        {"pageSize": "2MB", "limit": 0},
+    ]
+
+
 def test_critest_oom_container() -> None:
     out = r.linux_resources(
         _res(memory_limit_in_bytes=15 << 20, memory_swap_limit_in_bytes=15 << 20)
