@@ -8,7 +8,7 @@ import json
 import queue
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -39,12 +39,20 @@ KUBE_API_VERSION = "0.1.0"
 # Streamed answers are sent in pages of this many items.
 _PAGE = 100
 
+T = TypeVar("T")
+
 _CONTAINER_STATE = {
     "created": pb.CONTAINER_CREATED,
     "running": pb.CONTAINER_RUNNING,
     "exited": pb.CONTAINER_EXITED,
     "unknown": pb.CONTAINER_UNKNOWN,
 }
+
+
+def _pages(items: list[T]) -> Iterator[list[T]]:
+    """Streamed answers go in pages; an empty answer is still one (empty) page."""
+    for start in range(0, max(len(items), 1), _PAGE):
+        yield items[start : start + _PAGE]
 
 
 def _labels_match(labels: Any, selector: Any) -> bool:
@@ -218,17 +226,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         )
 
     def _list_sandboxes(self, f: pb.PodSandboxFilter) -> list[pb.PodSandbox]:
-        out = []
-        for sb in list(self.reg.sandboxes.values()):
-            if f.id and not sb.meta.id.startswith(f.id):
-                continue
-            msg = _sandbox_message(sb)
-            if f.HasField("state") and msg.state != f.state.state:
-                continue
-            if not _labels_match(msg.labels, f.label_selector):
-                continue
-            out.append(msg)
-        return out
+        messages = [_sandbox_message(sb) for sb in self._sandboxes(f)]
+        return [m for m in messages if not f.HasField("state") or m.state == f.state.state]
 
     def ListPodSandbox(
         self, request: pb.ListPodSandboxRequest, context: object
@@ -238,9 +237,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamPodSandboxes(
         self, request: pb.StreamPodSandboxesRequest, context: object
     ) -> Iterator[pb.StreamPodSandboxesResponse]:
-        items = self._list_sandboxes(request.filter)
-        for start in range(0, max(len(items), 1), _PAGE):
-            yield pb.StreamPodSandboxesResponse(pod_sandboxes=items[start : start + _PAGE])
+        for page in _pages(self._list_sandboxes(request.filter)):
+            yield pb.StreamPodSandboxesResponse(pod_sandboxes=page)
 
     # containers
 
@@ -268,21 +266,36 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         self.containers.remove(request.container_id)
         return pb.RemoveContainerResponse()
 
-    def _list_containers(self, f: pb.ContainerFilter) -> list[pb.Container]:
+    def _containers(self, f: Any) -> list[Container]:
+        """Containers matching a ContainerFilter or ContainerStatsFilter (id and pod id by
+        prefix, labels); state is the caller's, since only ContainerFilter has one."""
         out = []
         for c in list(self.reg.containers.values()):
             if f.id and not c.meta.id.startswith(f.id):
                 continue
             if f.pod_sandbox_id and not c.meta.sandbox_id.startswith(f.pod_sandbox_id):
                 continue
+            if _labels_match(container_config(c).labels, f.label_selector):
+                out.append(c)
+        return out
+
+    def _sandboxes(self, f: Any) -> list[Sandbox]:
+        """Pods matching a PodSandboxFilter or PodSandboxStatsFilter (id by prefix, labels)."""
+        return [
+            sb
+            for sb in list(self.reg.sandboxes.values())
+            if (not f.id or sb.meta.id.startswith(f.id))
+            and _labels_match(sandbox_config(sb).labels, f.label_selector)
+        ]
+
+    def _list_containers(self, f: pb.ContainerFilter) -> list[pb.Container]:
+        out = []
+        for c in self._containers(f):
             with c.lock:
                 self.containers.refresh(c)
             msg = _container_message(c)
-            if f.HasField("state") and msg.state != f.state.state:
-                continue
-            if not _labels_match(msg.labels, f.label_selector):
-                continue
-            out.append(msg)
+            if not f.HasField("state") or msg.state == f.state.state:
+                out.append(msg)
         return out
 
     def ListContainers(
@@ -293,9 +306,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamContainers(
         self, request: pb.StreamContainersRequest, context: object
     ) -> Iterator[pb.StreamContainersResponse]:
-        items = self._list_containers(request.filter)
-        for start in range(0, max(len(items), 1), _PAGE):
-            yield pb.StreamContainersResponse(containers=items[start : start + _PAGE])
+        for page in _pages(self._list_containers(request.filter)):
+            yield pb.StreamContainersResponse(containers=page)
 
     def _container_status_message(self, c: Container) -> pb.ContainerStatus:
         cfg = container_config(c)
@@ -432,16 +444,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         return pb.ContainerStatsResponse(stats=self.stats.container(c))
 
     def _container_stats(self, f: pb.ContainerStatsFilter) -> list[pb.ContainerStats]:
-        out = []
-        for c in list(self.reg.containers.values()):
-            if f.id and not c.meta.id.startswith(f.id):
-                continue
-            if f.pod_sandbox_id and not c.meta.sandbox_id.startswith(f.pod_sandbox_id):
-                continue
-            if not _labels_match(container_config(c).labels, f.label_selector):
-                continue
-            out.append(self.stats.container(c))
-        return out
+        return [self.stats.container(c) for c in self._containers(f)]
 
     def ListContainerStats(
         self, request: pb.ListContainerStatsRequest, context: object
@@ -451,9 +454,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamContainerStats(
         self, request: pb.StreamContainerStatsRequest, context: object
     ) -> Iterator[pb.StreamContainerStatsResponse]:
-        items = self._container_stats(request.filter)
-        for start in range(0, max(len(items), 1), _PAGE):
-            yield pb.StreamContainerStatsResponse(container_stats=items[start : start + _PAGE])
+        for page in _pages(self._container_stats(request.filter)):
+            yield pb.StreamContainerStatsResponse(container_stats=page)
 
     def PodSandboxStats(
         self, request: pb.PodSandboxStatsRequest, context: object
@@ -462,14 +464,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         return pb.PodSandboxStatsResponse(stats=self.stats.sandbox(sb))
 
     def _sandbox_stats(self, f: pb.PodSandboxStatsFilter) -> list[pb.PodSandboxStats]:
-        out = []
-        for sb in list(self.reg.sandboxes.values()):
-            if f.id and not sb.meta.id.startswith(f.id):
-                continue
-            if not _labels_match(sandbox_config(sb).labels, f.label_selector):
-                continue
-            out.append(self.stats.sandbox(sb))
-        return out
+        return [self.stats.sandbox(sb) for sb in self._sandboxes(f)]
 
     def ListPodSandboxStats(
         self, request: pb.ListPodSandboxStatsRequest, context: object
@@ -479,6 +474,5 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def StreamPodSandboxStats(
         self, request: pb.StreamPodSandboxStatsRequest, context: object
     ) -> Iterator[pb.StreamPodSandboxStatsResponse]:
-        items = self._sandbox_stats(request.filter)
-        for start in range(0, max(len(items), 1), _PAGE):
-            yield pb.StreamPodSandboxStatsResponse(pod_sandbox_stats=items[start : start + _PAGE])
+        for page in _pages(self._sandbox_stats(request.filter)):
+            yield pb.StreamPodSandboxStatsResponse(pod_sandbox_stats=page)
