@@ -36,6 +36,7 @@ from cni_bridge.ipam.store import Allocation
 __all__ = ["FileStore"]
 
 _LAST = "last_reserved_ip."
+_RESERVING = ".reserving-"
 _SKIP = frozenset(("lock",))
 
 
@@ -70,23 +71,27 @@ class FileStore:
         return os.path.join(self.dir, name)
 
     def reserve(self, container_id: str, ifname: str, ip: str, range_set: int) -> bool:
+        # The reservation appears whole or not at all: written under a temporary name, then
+        # hard-linked to the address (link fails if it is taken). A plugin killed between
+        # creating and writing the file must not leave an address no DEL can match.
+        tmp = self._path(f"{_RESERVING}{os.getpid()}-{ip}")
         try:
-            fd = os.open(self._path(ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         0o644)
-        except FileExistsError:
-            return False
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, f"{container_id}\r\n{ifname}".encode())
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self._path(ip))
+            except FileExistsError:
+                return False
         except OSError as exc:
             raise IOFailure(f"cannot reserve {ip}", str(exc)) from exc
-        try:
-            os.write(fd, f"{container_id}\r\n{ifname}".encode())
-            if self.durable:
-                os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(self._path(ip))
-            raise IOFailure(f"cannot reserve {ip}", str(exc)) from exc
-        os.close(fd)
+                os.unlink(tmp)
         if self.durable and self._dir_fd >= 0:
             os.fsync(self._dir_fd)
         try:
@@ -157,10 +162,22 @@ class FileStore:
             yield name, cid.strip(), ifname.strip()
 
     def release_by_id(self, container_id: str, ifname: str) -> list[str]:
+        self._sweep_reserving()
         ips = self.get_by_id(container_id, ifname)
         for ip in ips:
             self.release(ip)
         return ips
+
+    def _sweep_reserving(self) -> None:
+        """Removes the temporary files of reservations whose plugin process died."""
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.dir):
+                if not name.startswith(_RESERVING):
+                    continue
+                pid = name[len(_RESERVING) :].partition("-")[0]
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._path(name))
 
     def get_by_id(self, container_id: str, ifname: str) -> list[str]:
         return sorted(
