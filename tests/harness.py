@@ -133,12 +133,36 @@ def cni_network(subnet: str | None = None, bridge: str | None = None) -> Iterato
     os.makedirs(f"{work}/net.d")
     with open(f"{work}/net.d/10-stowage-test.conflist", "w") as f:
         json.dump(conf, f)
+    nat_before = {family: _has_nat_table(family) for family in ("ip", "ip6")}
     try:
         yield f"{work}/net.d"
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         _drop_portmap_chains()
+        for family, existed in nat_before.items():
+            if not existed:
+                _drop_empty_nat_table(family)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _has_nat_table(family: str) -> bool:
+    res = subprocess.run(["nft", "list", "table", family, "nat"], capture_output=True, check=False)
+    return res.returncode == 0
+
+
+def _drop_empty_nat_table(family: str) -> None:
+    """iptables-nft creates the nat table (base chains only) the first time anyone lists it; a
+    table the test run created and left without rules goes."""
+    res = subprocess.run(
+        ["nft", "list", "table", family, "nat"], capture_output=True, text=True, check=False
+    )
+    body = [line.strip() for line in res.stdout.splitlines()]
+    rules = [
+        line for line in body
+        if line and not line.startswith(("table", "chain", "type", "}"))
+    ]  # fmt: skip
+    if res.returncode == 0 and not rules:
+        subprocess.run(["nft", "delete", "table", family, "nat"], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
