@@ -126,7 +126,9 @@ class ContentStore:
             try:
                 yield writer
             finally:
-                if not f.closed:
+                # Closing flushes, and on a full disk that fails again: the partial file must
+                # go all the same.
+                with contextlib.suppress(OSError):
                     f.close()
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
