@@ -32,7 +32,8 @@ def _wrap_unary(method: str, fn: Callable[[Any, grpc.ServicerContext], Any]) -> 
             )
             context.abort(code, message)
         finally:
-            log.debug("rpc", extra={"rpc": method, "ms": round(1000 * (time.monotonic() - start))})
+            ms = round(1000 * (time.monotonic() - start), 1)
+            log.debug("rpc", extra={"rpc": method, "ms": ms})
 
     return handler
 

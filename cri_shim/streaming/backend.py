@@ -82,6 +82,7 @@ class RuntimeBackend:
             c = self.running(target.container_id)
         except CriError as exc:
             return Outcome(error=str(exc))
+        self.containers.warmer.warm()  # runc exec attaches the command to the container's cgroup
         return run_exec(
             self.containers.runc,
             c.meta.id,
