@@ -8,7 +8,7 @@ happened within about the last grace period: then it is immediate. runc's own st
 runtime, reading the bundle, ``runc init``) takes roughly as long as the grace period before it
 attaches.
 
-So when CreateContainer begins (and before each exec), a background thread writes the
+So when a container's launch begins (and before each exec), a background thread writes the
 daemon's own pid into the cgroup it is already in: a move to the same cgroup, which changes
 nothing but makes the kernel run the grace period now, in parallel with our own work and
 runc's start-up, instead of when runc reaches its attach. Measured on the test machine (the
@@ -47,6 +47,9 @@ def procs_file(proc_self_cgroup: str, mount_root: str = "/sys/fs/cgroup") -> str
 
 
 class AttachWarmer:
+    """One long-lived thread does the writes, so a warm-up costs the caller only an event:
+    starting a thread per call would add its start-up handshake to CreateContainer."""
+
     def __init__(self, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
         try:
@@ -54,18 +57,44 @@ class AttachWarmer:
                 self.path = procs_file(f.read())
         except OSError:
             self.path = None
-        self._busy = threading.Lock()
         self.last_error: OSError | None = None
+        self.writes = 0
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
 
-    def warm(self) -> threading.Thread | None:
-        """Starts the grace period in the background and returns at once (the thread, for
-        tests to join). A warm-up already in flight is enough: concurrent calls do not pile up
-        threads."""
-        if self.path is None or not self._busy.acquire(blocking=False):
-            return None
-        thread = threading.Thread(target=self._write, name="cgroup-warm", daemon=True)
-        thread.start()
-        return thread
+    def warm(self) -> None:
+        """Asks for a warm-up and returns at once. Requests made while one is in flight fold
+        into the next one."""
+        if self.path is None:
+            return
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._stop = threading.Event()
+                    self._thread = threading.Thread(
+                        target=self._run, args=(self._stop,), name="cgroup-warm", daemon=True
+                    )
+                    self._thread.start()
+        self._wanted.set()
+
+    def close(self) -> None:
+        """Stops the thread (after a write in flight); a later ``warm`` starts a new one."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+            self._wanted.set()
+        if thread is not None:
+            thread.join()
+
+    def _run(self, stop: threading.Event) -> None:
+        while True:
+            self._wanted.wait()
+            if stop.is_set():
+                return
+            self._wanted.clear()
+            self._write()
 
     def _write(self) -> None:
         try:
@@ -77,5 +106,4 @@ class AttachWarmer:
             self.last_error = None
         except OSError as exc:
             self.last_error = exc
-        finally:
-            self._busy.release()
+        self.writes += 1

@@ -149,8 +149,6 @@ class ContainerManager:
         self, sandbox_id: str, cfg: pb.ContainerConfig, sandbox_cfg: pb.PodSandboxConfig
     ) -> str:
         t0 = time.monotonic()
-        # runc attaches the container to its cgroup in ~10 ms: let that grace period start now.
-        self.warmer.warm()
         sb = self.reg.need_sandbox(sandbox_id)
         if not cfg.metadata.name:
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "container metadata needs a name")
@@ -165,8 +163,15 @@ class ContainerManager:
         name = f"{md.name}_{smd.name}_{smd.namespace}_{smd.uid}_{md.attempt}"
         container_id = new_id()
         with sb.lock, contextlib.ExitStack() as undo, self.reg.reserved(name, container_id):
-            meta = self._setup(sb, cfg, sandbox_cfg, image, container_id, name, undo)
+            meta, conmon = self._setup(sb, cfg, sandbox_cfg, image, container_id, name, undo)
             self.reg.add_container(meta, ContainerStatus(state="created"))
+            # runc create (under conmon) runs in the background, as containerd defers it to
+            # StartContainer: the kubelet's next call, StartContainer, waits for it, and its
+            # failure is reported there (as containerd reports it). It is submitted last, so
+            # that its thread does not compete for the GIL with this call's own work.
+            self._creating[container_id] = self._launcher.submit(
+                self._mount_and_launch, sb, sandbox_cfg, container_id, meta.bundle, conmon
+            )
             undo.pop_all()
         self._publish(container_id, sandbox_id, CREATED)
         log.debug("create total", extra={"ms": round(1000 * (time.monotonic() - t0))})
@@ -182,6 +187,7 @@ class ContainerManager:
     ) -> int:
         """The slow half of CreateContainer, off the RPC's path: mount the rootfs, then have
         conmon run ``runc create``. Returns the container init's pid."""
+        self.warmer.warm()  # runc will attach the container to its cgroup: see cgroup_warm
         rootfs = os.path.join(bundle, "rootfs")
         mounts = self.images.snapshots.mounts(container_id)
         if sb.meta.user_ns_path is not None:
@@ -228,13 +234,6 @@ class ContainerManager:
         with contextlib.suppress(CriError):
             self._created(c)
 
-    def _abandon(self, container_id: str) -> None:
-        future = self._creating.pop(container_id, None)
-        if future is not None:
-            with contextlib.suppress(Exception):
-                future.result(timeout=120)
-        self.runc.delete(container_id, force=True)
-
     def _publish(self, container_id: str, sandbox_id: str, kind: str) -> None:
         self.events.publish(ContainerEvent(container_id, sandbox_id, kind, time.time_ns()))
 
@@ -247,7 +246,7 @@ class ContainerManager:
         container_id: str,
         name: str,
         undo: contextlib.ExitStack,
-    ) -> ContainerMeta:
+    ) -> tuple[ContainerMeta, ConmonSpec]:
         from images import manifest as mf
 
         t_start = time.monotonic()
@@ -296,14 +295,6 @@ class ContainerManager:
             stdin_once=cfg.stdin_once,
             tty=cfg.tty,
         )
-        # runc create (under conmon) runs in the background, as containerd defers it to
-        # StartContainer: the kubelet's next call, StartContainer, waits for it, and its
-        # failure is reported there (as containerd reports it).
-        future = self._launcher.submit(
-            self._mount_and_launch, sb, sandbox_cfg, container_id, bundle, conmon
-        )
-        self._creating[container_id] = future
-        undo.callback(self._abandon, container_id)
         log.info(
             "container created",
             extra={
@@ -314,7 +305,7 @@ class ContainerManager:
                 "spec_ms": round(1000 * (time.monotonic() - t_spec)),
             },
         )
-        return ContainerMeta(
+        meta = ContainerMeta(
             id=container_id,
             sandbox_id=sb.meta.id,
             name=name,
@@ -331,6 +322,7 @@ class ContainerManager:
                 "cgroup": spec.get("linux", {}).get("cgroupsPath", ""),
             },
         )
+        return meta, conmon
 
     def _idmapped_layers(
         self, bundle: str, key: str, user_ns: str, root: tuple[int, int]

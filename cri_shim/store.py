@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from images.atomic import atomic_write, fsync_dir
+from images.atomic import atomic_write, fsync_dir, write_new
 
 __all__ = ["ContainerMeta", "ContainerStatus", "RecordStore", "SandboxMeta", "SandboxStatus"]
 
@@ -113,14 +113,21 @@ class RecordStore:
         for d in (self.dir, self._tmp, self._quarantine):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
-    def create(self, obj_id: str, meta: object, status: object) -> None:
+    def create(self, obj_id: str, meta: object, status: object, durable: bool = True) -> None:
+        """Records a new object. The record appears whole or not at all, whatever happens to
+        the process; with ``durable`` it also survives a power loss (see ``Registry``)."""
         work = os.path.join(self._tmp, uuid.uuid4().hex)
         os.makedirs(work, mode=0o700)
         try:
-            atomic_write(os.path.join(work, "meta.json"), _dump(meta), 0o600)
-            atomic_write(os.path.join(work, "status.json"), _dump(status), 0o600)
+            # The staging directory appears whole under its final name, so its files need
+            # no temporary names: each file and the directory are synced once, then the rename.
+            write_new(os.path.join(work, "meta.json"), _dump(meta), 0o600, sync=durable)
+            write_new(os.path.join(work, "status.json"), _dump(status), 0o600, sync=durable)
+            if durable:
+                fsync_dir(work)
             os.rename(work, os.path.join(self.dir, obj_id))
-            fsync_dir(self.dir)
+            if durable:
+                fsync_dir(self.dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_write", "file_lock", "fsync_dir"]
+__all__ = ["atomic_write", "file_lock", "fsync_dir", "write_new"]
 
 
 def fsync_dir(path: str) -> None:
@@ -38,6 +38,18 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def write_new(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
+    """Writes (and fsyncs, with ``sync``) a file that no reader can see yet: one inside a
+    private staging directory that is renamed into place whole afterwards. No temporary name
+    is needed there, and the caller fsyncs the staging directory once for all its files."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 @contextlib.contextmanager

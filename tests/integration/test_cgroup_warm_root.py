@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from cri_shim.cgroup_warm import AttachWarmer
+from tests.harness import wait_for
 
 
 @pytest.mark.root
@@ -19,19 +20,21 @@ def test_warming_moves_no_process_and_fails_quietly() -> None:
         with open(f"/proc/{child.pid}/cgroup") as f:
             before = f.read()
         warmer = AttachWarmer(child.pid)
+        # (closed at the end: no thread of ours may outlive a test)
         assert warmer.path is not None
         assert os.path.exists(warmer.path)
-        thread = warmer.warm()
-        assert thread is not None
-        thread.join(10)
+        warmer.warm()
+        wait_for(lambda: warmer.writes == 1, 10, "warm-up write 1")
         assert warmer.last_error is None
         with open(f"/proc/{child.pid}/cgroup") as f:
             assert f.read() == before
     finally:
         child.kill()
         child.wait()
-    # A process that is gone: the write fails, the warmer records it and raises nothing.
-    thread = warmer.warm()
-    assert thread is not None
-    thread.join(10)
-    assert isinstance(warmer.last_error, OSError)
+    try:
+        # A process that is gone: the write fails, the warmer records it and raises nothing.
+        warmer.warm()
+        wait_for(lambda: warmer.writes == 2, 10, "warm-up write 2")
+        assert isinstance(warmer.last_error, OSError)
+    finally:
+        warmer.close()
