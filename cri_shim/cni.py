@@ -279,7 +279,7 @@ class Cni:
             raise CniError(f"no CNI attachment recorded for {args.container_id}")
         _, data = cached
         net = parse_network(json.dumps(data["config"]).encode())
-        if net.cni_version.split(".")[0] == "0" and net.cni_version < "0.4.0":
+        if _version(net.cni_version) < (0, 4, 0):
             return  # CHECK exists from 0.4.0 on
         for plugin in net.plugins:
             stdin = plugin_request(

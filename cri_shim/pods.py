@@ -12,6 +12,7 @@ the rest. Both are idempotent and accept ids they do not know.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -257,6 +258,40 @@ class PodManager:
                         version=sb.status.version,
                     ),
                 )
+
+    # CNI CHECK
+
+    def check_network(self, sb: Sandbox) -> str | None:
+        """CNI CHECK of the pod's attachment, with what ADD was given: None when it holds (or
+        the pod has none), else what is wrong."""
+        if not (sb.status.network_attached and sb.meta.netns_path):
+            return None
+        try:
+            self.cni.check(self._net_args(sandbox_config(sb), sb.meta.id, sb.meta.netns_path))
+        except CniError as exc:
+            return str(exc)
+        return None
+
+    def verify_networks(self) -> None:
+        """After a restart, CHECKs every ready pod's network: whatever happened to the node
+        while we were down (a veth or an address removed, a bridge gone), a pod whose network
+        no longer holds is NOTREADY, so the kubelet replaces it instead of keeping a pod that
+        looks ready and cannot be reached. Its stop still tears the attachment down."""
+        checked = 0
+        for sb in list(self.reg.sandboxes.values()):
+            with sb.lock:
+                if sb.status.state != "ready":
+                    continue
+                problem = self.check_network(sb)
+                checked += 1
+                if problem is None:
+                    continue
+                log.warning(
+                    "pod network failed its CNI CHECK: pod is not ready",
+                    extra={"id": sb.meta.id, "error": problem},
+                )
+                self.reg.set_sandbox_status(sb, dataclasses.replace(sb.status, state="notready"))
+        log.info("pod networks checked", extra={"pods": checked})
 
     def _stop_infra(self, sb: Sandbox) -> None:
         pid = infra_pid(sb)

@@ -118,6 +118,8 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
                 containers.refresh(c)
 
     ExitWatcher(paths.exits, on_exit).start()
+    # In the background: one CNI CHECK per pod must not hold up serving the kubelet.
+    threading.Thread(target=pods.verify_networks, name="cni-check", daemon=True).start()
     return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
 
 

@@ -210,13 +210,16 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         sb = self.reg.need_sandbox(request.pod_sandbox_id)
         info = {}
         if request.verbose:
-            info["info"] = json.dumps(
-                {
-                    "netns": sb.meta.netns_path,
-                    "ips": list(sb.status.ips),
-                    "stateDir": sb.meta.state_dir,
-                }
-            )
+            details: dict[str, object] = {
+                "netns": sb.meta.netns_path,
+                "ips": list(sb.status.ips),
+                "stateDir": sb.meta.state_dir,
+            }
+            if sb.status.network_attached:
+                # crictl inspectp asks for this: it is where a CNI CHECK result helps a human.
+                problem = self.pods.check_network(sb)
+                details["networkCheck"] = {"ok": problem is None, "error": problem or ""}
+            info["info"] = json.dumps(details)
         containers = [self._container_status_message(c) for c in self.reg.containers_of(sb.meta.id)]
         return pb.PodSandboxStatusResponse(
             status=self._sandbox_status(sb),

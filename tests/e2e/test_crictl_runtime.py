@@ -312,3 +312,47 @@ def test_own_cni_plugin_survives_a_restart_and_gc(env: tuple[str, str], tmp_path
         assert ip in crictl(d, "exec", "-s", ctr, "ip", "-4", "addr", "show", "eth0")
         crictl(d, "rmp", "-f", pod)
         assert not (ipam / ip).exists()
+
+
+def _netns_of(d: StowageDaemon, pod: str) -> str:
+    # crictl prints our verbose "info" entry, parsed, as the output's "info"
+    return str(json.loads(crictl(d, "inspectp", "-o", "json", pod))["info"]["netns"])
+
+
+def test_a_pod_whose_network_broke_while_we_were_down_is_not_ready(
+    env: tuple[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    intact_cfg, _ = _configs(tmp_path / "a", "intact", ["sleep", "3600"])
+    broken_cfg, _ = _configs(tmp_path / "b", "broken", ["sleep", "3600"])
+    ipam = Path(env[1]).parent / "ipam" / "stowage-test"
+    with stowage_daemon(env[0], env[1]) as d:
+        intact = crictl(d, "runp", intact_cfg).strip()
+        broken = crictl(d, "runp", broken_cfg).strip()
+        inspected = json.loads(crictl(d, "inspectp", "-o", "json", broken))
+        assert inspected["info"]["networkCheck"] == {"ok": True, "error": ""}
+        ip = inspected["status"]["network"]["ip"]
+        assert (ipam / ip).exists()
+        netns = _netns_of(d, broken)
+        d.kill()
+        # While the daemon is down, the pod loses its interface (and its veth pair with it).
+        subprocess.run(["nsenter", f"--net={netns}", "ip", "link", "del", "eth0"], check=True)
+        d.start()
+        wait_for(
+            lambda: "pod networks checked" in Path(d.log_path).read_text(),
+            60,
+            "the start-up CNI CHECK pass",
+        )
+        states = {
+            pod: json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]["state"]
+            for pod in (intact, broken)
+        }
+        assert states == {intact: "SANDBOX_READY", broken: "SANDBOX_NOTREADY"}
+        check = json.loads(crictl(d, "inspectp", "-o", "json", broken))["info"]["networkCheck"]
+        assert check["ok"] is False
+        assert "eth0" in check["error"]
+        # Its stop still runs DEL, with the cached config: the address goes back to the pool.
+        crictl(d, "rmp", "-f", broken)
+        assert not (ipam / ip).exists()
+        crictl(d, "rmp", "-f", intact)
