@@ -40,7 +40,6 @@ from cri_shim.spec import (
     RuntimeOptions,
     SpecError,
     build_container_spec,
-    cgroup_parent_path,
     userns_mappings,
 )
 from cri_shim.stats import CgroupReader, cgroup_dir
@@ -389,9 +388,7 @@ class ContainerManager:
             resolv_path=os.path.join(state, "resolv.conf"),
             hostname_path=os.path.join(state, "hostname"),
             shm_path=shm if os.path.ismount(shm) else None,
-            cgroup_parent=cgroup_parent_path(
-                sb.meta.cgroup_parent, self.cgroup_driver, container_id
-            ),
+            cgroup_parent=sb.meta.cgroup_parent,  # the spec builder places the container in it
             cgroup_driver=self.cgroup_driver,
             user_ns_path=sb.meta.user_ns_path,
         )

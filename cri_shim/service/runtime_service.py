@@ -4,7 +4,9 @@ single-use URL of the streaming server (``cri_shim.streaming``), UNIMPLEMENTED w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import time
 from collections.abc import Iterator
@@ -348,9 +350,16 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         c = self.containers.status(request.container_id)
         info = {}
         if request.verbose:
-            info["info"] = json.dumps(
-                {"pid": c.status.pid, "bundle": c.meta.bundle, "sandboxID": c.meta.sandbox_id}
-            )
+            details: dict[str, object] = {
+                "pid": c.status.pid,
+                "bundle": c.meta.bundle,
+                "sandboxID": c.meta.sandbox_id,
+            }
+            # As containerd's: `crictl inspect` users read the OCI spec the container runs with.
+            spec_path = os.path.join(c.meta.bundle, "config.json")
+            with contextlib.suppress(OSError, ValueError), open(spec_path) as f:
+                details["runtimeSpec"] = json.load(f)
+            info["info"] = json.dumps(details)
         return pb.ContainerStatusResponse(status=self._container_status_message(c), info=info)
 
     def ExecSync(self, request: pb.ExecSyncRequest, context: object) -> pb.ExecSyncResponse:

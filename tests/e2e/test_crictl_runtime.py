@@ -110,10 +110,16 @@ def test_pod_lifecycle(daemon: StowageDaemon, tmp_path: Path) -> None:
     assert st["state"] == "CONTAINER_EXITED"
     assert st["exitCode"] == 137  # sh ignores SIGTERM as pid 1: killed after the timeout
 
+    cgroup = json.loads(crictl(daemon, "inspect", "-o", "json", ctr))["info"]["runtimeSpec"][
+        "linux"
+    ]["cgroupsPath"]
+    assert cgroup == f"/{ctr}", "no cgroup_parent: the container's cgroup is at the top"
     crictl(daemon, "stopp", pod)
     crictl(daemon, "rmp", pod)
     assert json.loads(crictl(daemon, "pods", "-o", "json"))["items"] == []
     assert not any("stwe2e0" in line and ip in line for line in _ip_rules())
+    for hierarchy in ("cpu", "memory", "pids", "devices", "freezer"):
+        assert not os.path.exists(f"/sys/fs/cgroup/{hierarchy}/{ctr}"), "no cgroup is left"
 
 
 def _ip_rules() -> list[str]:
