@@ -15,6 +15,8 @@ Keys and defaults (documented in README.md):
     conmon = "conmon"
     pause = "stowage-pause"                        # holds a pod's shared PID namespace
     restrict_oom_score_adj = false                 # clamp oom_score_adj to the daemon's own
+    [runtime.handlers]                             # RuntimeClass handlers besides "runc" (the
+    crun = "crun"                                  # default): name = OCI runtime binary
     [cni]
     conf_dir = "/etc/cni/net.d"                    # the first config by name is the network
     bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
@@ -29,6 +31,7 @@ Keys and defaults (documented in README.md):
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -62,6 +65,27 @@ class RuntimeSection:
     conmon: str = "conmon"
     pause: str = "stowage-pause"
     restrict_oom_score_adj: bool = False
+    # RuntimeClass handlers besides the default "runc" (whose binary is ``runc`` above): name
+    # and binary of an OCI runtime with runc's command line (runc, crun).
+    handlers: tuple[tuple[str, str], ...] = (("crun", "crun"),)
+
+
+_HANDLER_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")  # a RuntimeClass handler
+
+
+def _handlers(raw: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[runtime.handlers] must be a table of name = binary")
+    out = []
+    for name, binary in raw.items():
+        if not _HANDLER_NAME.match(name):
+            raise ConfigError(f"runtime.handlers: {name!r} is not a valid handler name")
+        if name == "runc":
+            raise ConfigError('runtime.handlers: "runc" is the default handler (runtime.runc)')
+        if not isinstance(binary, str) or not binary:
+            raise ConfigError(f"runtime.handlers.{name} must be the runtime's binary")
+        out.append((name, binary))
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,9 @@ def _section(cls: type[Any], name: str, raw: object) -> Any:
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"unknown key {name}.{key}")
+        if (name, key) == ("runtime", "handlers"):
+            values[key] = _handlers(value)
+            continue
         expected = type(getattr(default, key))
         if expected is tuple:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -34,7 +34,7 @@ from cri_shim.events import CREATED, DELETED, STARTED, STOPPED, ContainerEvent, 
 from cri_shim.oci.conmon import ConmonSpec, launch
 from cri_shim.oci.runc import Runc, RuncError
 from cri_shim.pods import infra_pid, sandbox_config
-from cri_shim.runtime import Container, Registry, Sandbox, new_id
+from cri_shim.runtime import DEFAULT_HANDLER, Container, Registry, Sandbox, new_id
 from cri_shim.spec import (
     PodContext,
     RuntimeOptions,
@@ -124,7 +124,7 @@ class ContainerManager:
         self,
         reg: Registry,
         images: ImageStore,
-        runc: Runc,
+        runtimes: dict[str, Runc],
         options: RuntimeOptions,
         cgroup_driver: str,
         helper: str = "stowage-pause",
@@ -137,7 +137,8 @@ class ContainerManager:
         self._creating: dict[str, Future[int]] = {}
         self.reg = reg
         self.images = images
-        self.runc = runc
+        # One OCI runtime per RuntimeClass handler; a container uses its pod's.
+        self.runtimes = runtimes
         self.options = options
         self.cgroup_driver = cgroup_driver
         self.cgroups = CgroupReader()
@@ -158,6 +159,7 @@ class ContainerManager:
         image = self.images.status(cfg.image.image)
         if image is None:
             raise CriError(grpc.StatusCode.NOT_FOUND, f"image {cfg.image.image!r} not found")
+        self._oci(sb.meta.runtime_handler)  # a handler since removed from the config
         md, smd = cfg.metadata, sandbox_config(sb).metadata
         name = f"{md.name}_{smd.name}_{smd.namespace}_{smd.uid}_{md.attempt}"
         container_id = new_id()
@@ -203,7 +205,7 @@ class ContainerManager:
             if sb.meta.user_ns_path is not None:
                 self._drop_idmapped_layers(bundle)
         t1 = time.monotonic()
-        pid = launch(conmon, self.runc)
+        pid = launch(conmon, self._oci(sb.meta.runtime_handler))
         log.debug(
             "container launched",
             extra={
@@ -214,11 +216,21 @@ class ContainerManager:
         )
         return pid
 
+    def _oci(self, handler: str) -> Runc:
+        runtime = self.runtimes.get(handler or DEFAULT_HANDLER)
+        if runtime is None:
+            raise CriError(grpc.StatusCode.NOT_FOUND, f"no runtime handler {handler!r}")
+        return runtime
+
+    def oci_of(self, c: Container) -> Runc:
+        """The OCI runtime a container was created with (its pod's handler)."""
+        return self._oci(str(c.meta.extra.get("runtime_handler", DEFAULT_HANDLER)))
+
     def _created(self, c: Container) -> int:
         """Waits for the container's runc create; its init's pid (0 if no longer known)."""
         future = self._creating.get(c.meta.id)
         if future is None:
-            state = self.runc.state(c.meta.id)
+            state = self.oci_of(c).state(c.meta.id)
             return 0 if state is None else state.pid
         try:
             return future.result(timeout=120)
@@ -316,6 +328,7 @@ class ContainerManager:
             bundle=bundle,
             snapshot_key=container_id,
             extra={
+                "runtime_handler": sb.meta.runtime_handler or DEFAULT_HANDLER,
                 "stop_signal": image_config.stop_signal or "SIGTERM",
                 "user": spec["process"].get("user", {}),
                 "cgroup": spec.get("linux", {}).get("cgroupsPath", ""),
@@ -408,7 +421,7 @@ class ContainerManager:
             pid = self._created(c)
             t1 = time.monotonic()
             try:
-                self.runc.start(c.meta.id)
+                self.oci_of(c).start(c.meta.id)
             except RuncError as exc:
                 raise CriError(
                     grpc.StatusCode.UNKNOWN, f"failed to start container: {exc}"
@@ -514,7 +527,7 @@ class ContainerManager:
 
     def _kill(self, c: Container, sig: int, all_processes: bool = False) -> None:
         try:
-            self.runc.kill(c.meta.id, sig, all_processes)
+            self.oci_of(c).kill(c.meta.id, sig, all_processes)
         except RuncError as exc:
             log.info("kill failed", extra={"id": c.meta.id, "error": str(exc)})
 
@@ -529,7 +542,7 @@ class ContainerManager:
             if os.path.exists(path):
                 return True
             if time.monotonic() >= next_state_check:
-                state = self.runc.state(c.meta.id)
+                state = self.oci_of(c).state(c.meta.id)
                 if state is None or state.status == "stopped":
                     time.sleep(0.1)
                     return os.path.exists(path) or state is None
@@ -567,7 +580,7 @@ class ContainerManager:
             self._settled(c)
             if c.status.state in ("running", "created"):
                 self._stop(c, 0)
-            self.runc.delete(c.meta.id, force=True)
+            self.oci_of(c).delete(c.meta.id, force=True)
             rootfs = os.path.join(c.meta.bundle, "rootfs")
             with contextlib.suppress(Exception):
                 unmount(rootfs)
@@ -607,7 +620,7 @@ class ContainerManager:
         self.warmer.warm()  # runc exec attaches the command to the container's cgroup
         try:
             proc = subprocess.Popen(
-                self.runc.exec_args(c.meta.id, pf.name, pid_file),
+                self.oci_of(c).exec_args(c.meta.id, pf.name, pid_file),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -670,7 +683,7 @@ class ContainerManager:
                     grpc.StatusCode.FAILED_PRECONDITION, f"container {c.meta.id} is not running"
                 )
             try:
-                self.runc.update(c.meta.id, resources)
+                self.oci_of(c).update(c.meta.id, resources)
             except RuncError as exc:
                 raise CriError(grpc.StatusCode.UNKNOWN, str(exc)) from exc
 
@@ -682,7 +695,7 @@ class ContainerManager:
             self.refresh(c)
             if c.status.state == "exited":
                 continue
-            state = self.runc.state(c.meta.id)
+            state = self.oci_of(c).state(c.meta.id)
             if state is None:
                 # Its runtime state is gone (a reboot, or a crash mid-create): it has exited.
                 self._mark_exited(c, 255, "Unknown")

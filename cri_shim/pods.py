@@ -28,7 +28,7 @@ from cri_shim.cni import Cni, CniError, PodNetworkArgs, pod_ips
 from cri_shim.errors import CriError
 from cri_shim.netns import IdMap, NamespaceError, pin_namespaces, unpin_namespaces
 from cri_shim.podfiles import hosts_file, resolv_conf
-from cri_shim.runtime import Registry, Sandbox, new_id
+from cri_shim.runtime import DEFAULT_HANDLER, Registry, Sandbox, new_id
 from cri_shim.spec import SpecError, userns_mappings
 from cri_shim.store import SandboxMeta, SandboxStatus, b64, unb64
 
@@ -62,10 +62,17 @@ def _read(path: str) -> str | None:
 
 
 class PodManager:
-    def __init__(self, reg: Registry, cni: Cni, pause_binary: str) -> None:
+    def __init__(
+        self,
+        reg: Registry,
+        cni: Cni,
+        pause_binary: str,
+        handlers: frozenset[str] = frozenset({DEFAULT_HANDLER}),
+    ) -> None:
         self.reg = reg
         self.cni = cni
         self.pause_binary = pause_binary
+        self.handlers = handlers
 
     # RunPodSandbox
 
@@ -76,8 +83,11 @@ class PodManager:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "pod sandbox metadata needs name, namespace and uid",
             )
-        if handler not in ("", "runc"):
-            raise CriError(grpc.StatusCode.NOT_FOUND, f"no runtime handler {handler!r}")
+        if handler and handler not in self.handlers:
+            raise CriError(
+                grpc.StatusCode.NOT_FOUND,
+                f"no runtime handler {handler!r} (configured: {', '.join(sorted(self.handlers))})",
+            )
         sandbox_id = new_id()
         name = reserved_name(md)
         with contextlib.ExitStack() as undo, self.reg.reserved(name, sandbox_id):

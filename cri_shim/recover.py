@@ -41,19 +41,22 @@ def _listdir(path: str) -> set[str]:
         return set()
 
 
-def recover(reg: Registry, runc: Runc, cni: Cni, snapshots: Snapshotter) -> None:
+def recover(reg: Registry, runtimes: list[Runc], cni: Cni, snapshots: Snapshotter) -> None:
     containers = set(reg.containers)
     sandboxes = set(reg.sandboxes)
     p = reg.paths
-    try:
-        runc_ids = set(runc.list_ids())
-    except RuncError as exc:
-        log.error("cannot list runc containers", extra={"error": str(exc)})
-        runc_ids = set()
-    for cid in orphans(runc_ids, containers):
-        log.info("removing leftover container", extra={"id": cid})
-        with contextlib.suppress(RuncError):
-            runc.delete(cid, force=True)
+    for runc in runtimes:
+        try:
+            runc_ids = set(runc.list_ids())
+        except RuncError as exc:
+            log.error(
+                "cannot list containers", extra={"runtime": runc.binary, "error": str(exc)}
+            )
+            runc_ids = set()
+        for cid in orphans(runc_ids, containers):
+            log.info("removing leftover container", extra={"id": cid})
+            with contextlib.suppress(RuncError):
+                runc.delete(cid, force=True)
     for cid in orphans(_listdir(p.bundles), containers):
         bundle = os.path.join(p.bundles, cid)
         with contextlib.suppress(Exception):

@@ -65,6 +65,15 @@ class Paths:
     def runc_root(self) -> str:
         return os.path.join(self.state, "runc")
 
+    def handler_root(self, handler: str) -> str:
+        """The state root of a runtime handler's OCI runtime (``--root``)."""
+        if handler == DEFAULT_HANDLER:
+            return self.runc_root
+        return os.path.join(self.state, "oci", handler)
+
+
+DEFAULT_HANDLER = "runc"  # what the empty RuntimeClass handler means
+
 
 @dataclass
 class Sandbox:

@@ -7,8 +7,10 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from concurrent import futures
 from dataclasses import replace
@@ -25,7 +27,7 @@ from cri_shim.logs import setup_logging
 from cri_shim.oci.runc import Runc
 from cri_shim.pods import PodManager
 from cri_shim.recover import recover
-from cri_shim.runtime import Paths, Registry
+from cri_shim.runtime import DEFAULT_HANDLER, Paths, Registry
 from cri_shim.service.image_service import ImageService
 from cri_shim.service.runtime_service import RuntimeService
 from cri_shim.spec import RuntimeOptions
@@ -96,7 +98,11 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         os.makedirs(d, mode=0o711, exist_ok=True)
     reg = Registry(paths)
     reg.load()
-    runc = Runc(paths.runc_root, cfg.runtime.runc, cfg.runtime.cgroup_driver == "systemd")
+    systemd = cfg.runtime.cgroup_driver == "systemd"
+    runtimes = {
+        name: Runc(paths.handler_root(name), binary, systemd)
+        for name, binary in ((DEFAULT_HANDLER, cfg.runtime.runc), *cfg.runtime.handlers)
+    }
     cni = Cni(cfg.cni.conf_dir, list(cfg.cni.bin_dirs), paths.cni_cache, loopback=False)
     options = RuntimeOptions(
         restrict_oom_score_adj=cfg.runtime.restrict_oom_score_adj,
@@ -104,11 +110,11 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         available_capabilities=_bounding_capabilities(),
         hugetlb=_has_hugetlb_controller(),
     )
-    pods = PodManager(reg, cni, cfg.runtime.pause)
+    pods = PodManager(reg, cni, cfg.runtime.pause, frozenset(runtimes))
     containers = ContainerManager(
-        reg, store, runc, options, cfg.runtime.cgroup_driver, helper=cfg.runtime.pause
+        reg, store, runtimes, options, cfg.runtime.cgroup_driver, helper=cfg.runtime.pause
     )
-    recover(reg, runc, cni, store.snapshots)
+    recover(reg, list(runtimes.values()), cni, store.snapshots)
     containers.recover()
 
     def on_exit(container_id: str) -> None:
@@ -147,15 +153,17 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:
     )
     pb_grpc.add_ImageServiceServicer_to_server(ImageService(store), server)
     pb_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
-    # The socket is created under a 077 umask so it is never reachable by others, not even for
-    # the moment between bind and chmod.
-    old = os.umask(0o077)
+    # The socket is bound in a private directory, made 0600 there, then renamed into place:
+    # it is never reachable by others, and never seen at its path with another mode.
+    staging = tempfile.mkdtemp(prefix=".stowage-sock-", dir=os.path.dirname(path))
+    staged = os.path.join(staging, "s")
     try:
-        server.add_insecure_port(f"unix://{path}")
+        server.add_insecure_port(f"unix://{staged}")
         server.start()
+        os.chmod(staged, 0o600)
+        os.rename(staged, path)
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("serving", extra={"socket": path, "root": cfg.cri.root})
     if ready is not None:
         ready.set()

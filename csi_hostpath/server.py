@@ -8,8 +8,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from concurrent import futures
 
@@ -56,15 +58,17 @@ def serve(driver: Driver, endpoint: str, *, workers: int = 16) -> grpc.Server:
     pb_grpc.add_ControllerServicer_to_server(ControllerService(driver), server)
     pb_grpc.add_GroupControllerServicer_to_server(GroupControllerService(driver), server)
     pb_grpc.add_NodeServicer_to_server(NodeService(driver), server)
-    # Bound under a 077 umask, so the socket is never reachable by others, not even between
-    # bind and chmod.
-    old = os.umask(0o077)
+    # Bound in a private directory, made 0600 there, then renamed into place: the socket is
+    # never reachable by others, and never seen at its path with another mode.
+    staging = tempfile.mkdtemp(prefix=".csi-sock-", dir=os.path.dirname(path))
+    staged = os.path.join(staging, "s")
     try:
-        server.add_insecure_port(f"unix://{path}")
+        server.add_insecure_port(f"unix://{staged}")
         server.start()
+        os.chmod(staged, 0o600)
+        os.rename(staged, path)
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("serving", extra={"socket": path, "root": driver.env.config.root})
     return server
 

@@ -33,7 +33,9 @@ def classify(args: list[str], stderr: str) -> RuncError:
             except json.JSONDecodeError:
                 continue
     lowered = text.lower()
-    if "does not exist" in lowered or "container not found" in lowered:
+    # runc: "container does not exist"; crun: "error opening file `<root>/<id>/status`"
+    missing_state = "no such file or directory" in lowered and "/status" in lowered
+    if "does not exist" in lowered or "container not found" in lowered or missing_state:
         return RuncNotFoundError(text)
     return RuncError(f"runc {args[0] if args else ''}: {text}")
 
@@ -71,6 +73,8 @@ class Runc:
             )
         except subprocess.TimeoutExpired as exc:
             raise RuncError(f"runc {args[0]} timed out after {timeout}s") from exc
+        except FileNotFoundError as exc:
+            raise RuncError(f"OCI runtime {self.binary} is not installed") from exc
         if res.returncode != 0:
             raise classify(list(args), res.stderr.decode(errors="replace"))
         return res.stdout

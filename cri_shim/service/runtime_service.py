@@ -21,7 +21,7 @@ from cri_shim.containers import ContainerManager, container_config
 from cri_shim.errors import CriError
 from cri_shim.events import CREATED, DELETED, STARTED, STOPPED
 from cri_shim.pods import PodManager, sandbox_config
-from cri_shim.runtime import Container, Registry, Sandbox
+from cri_shim.runtime import DEFAULT_HANDLER, Container, Registry, Sandbox
 from cri_shim.service.stats import StatsCollector
 from cri_shim.streaming import (
     AttachTarget,
@@ -141,16 +141,24 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
             if request.verbose
             else {}
         )
-        handler = pb.RuntimeHandler(
-            name="",
-            features=pb.RuntimeHandlerFeatures(
-                recursive_read_only_mounts=True, user_namespaces=True
-            ),
+        # Features are claimed for the default handler only: runc's are tested by critest
+        # here; another runtime's are not known to us.
+        runc_features = pb.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=True, user_namespaces=True
         )
+        handlers = [pb.RuntimeHandler(name="", features=runc_features)] + [
+            pb.RuntimeHandler(
+                name=name,
+                features=runc_features
+                if name == DEFAULT_HANDLER
+                else pb.RuntimeHandlerFeatures(),
+            )
+            for name in sorted(self.containers.runtimes)
+        ]
         return pb.StatusResponse(
             status=pb.RuntimeStatus(conditions=conditions),
             info=info,
-            runtime_handlers=[handler, pb.RuntimeHandler(name="runc", features=handler.features)],
+            runtime_handlers=handlers,
             features=pb.RuntimeFeatures(supplemental_groups_policy=True),
         )
 

@@ -84,7 +84,7 @@ class RuntimeBackend:
             return Outcome(error=str(exc))
         self.containers.warmer.warm()  # runc exec attaches the command to the container's cgroup
         return run_exec(
-            self.containers.runc,
+            self.containers.oci_of(c),
             c.meta.id,
             c.meta.bundle,
             list(target.cmd),

@@ -362,3 +362,68 @@ def test_a_pod_whose_network_broke_while_we_were_down_is_not_ready(
         crictl(d, "rmp", "-f", broken)
         assert not (ipam / ip).exists()
         crictl(d, "rmp", "-f", intact)
+
+
+def _crun_can_run_here() -> bool:
+    # crun refuses a hybrid cgroup host whose v2 hierarchy holds controllers (as this one's
+    # holds hugetlb); runc does not mind.
+    try:
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            return not f.read().split()
+    except FileNotFoundError:
+        return True
+
+
+def test_runtime_handlers_from_the_config(
+    env: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[runtime.handlers]\nrunc-b = "runc"\ncrun = "crun"\n')
+    monkeypatch.setenv("STOWAGE_CONFIG", str(config))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    pod_cfg, ctr_cfg = _configs(tmp_path / "b", "handler-b", ["sleep", "3600"])
+    crun_pod_cfg, crun_ctr_cfg = _configs(tmp_path / "c", "handler-crun", ["sleep", "3600"])
+    with stowage_daemon(env[0], env[1]) as d:
+        status = json.loads(crictl(d, "info", "-o", "json"))
+        names = [h.get("name", "") for h in status["runtimeHandlers"]]
+        assert names == ["", "crun", "runc", "runc-b"]
+        unknown = crictl(d, "runp", "--runtime", "kata", pod_cfg, check=False)
+        assert "no runtime handler 'kata'" in unknown
+        crictl(d, "pull", BUSYBOX)
+
+        pod = crictl(d, "runp", "--runtime", "runc-b", pod_cfg).strip()
+        assert json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]["runtimeHandler"] == (
+            "runc-b"
+        )
+        ctr = crictl(d, "create", pod, ctr_cfg, pod_cfg).strip()
+        crictl(d, "start", ctr)
+        own_root = os.path.join(d.state, "oci", "runc-b")
+        listed = subprocess.run(
+            ["runc", "--root", own_root, "list", "-q"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert listed == [ctr], "the container runs under its handler's own runtime root"
+        assert "ok" in crictl(d, "exec", "-s", ctr, "echo", "ok")
+        crictl(d, "rmp", "-f", pod)
+        assert not os.listdir(own_root)
+
+        crun_pod = crictl(d, "runp", "--runtime", "crun", crun_pod_cfg).strip()
+        crun_ctr = crictl(d, "create", crun_pod, crun_ctr_cfg, crun_pod_cfg).strip()
+        started = subprocess.run(
+            [CRICTL, "--runtime-endpoint", d.endpoint, "start", crun_ctr],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if _crun_can_run_here():
+            assert started.returncode == 0, started.stderr
+            state = json.loads(crictl(d, "inspect", "-o", "json", crun_ctr))["status"]["state"]
+            assert state == "CONTAINER_RUNNING"
+        else:
+            # The runtime's own reason reaches the caller, and nothing is left behind.
+            assert started.returncode != 0
+            assert "hybrid mode not supported" in started.stderr
+        crictl(d, "rmp", "-f", crun_pod)
+        assert not os.listdir(os.path.join(d.state, "oci", "crun"))
+        assert json.loads(crictl(d, "pods", "-o", "json"))["items"] == []
