@@ -17,15 +17,29 @@ is the thin shell that executes plugins and owns the cache.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
 from images.atomic import atomic_write
 
-__all__ = ["Cni", "CniError", "NetworkConfig", "PodNetworkArgs", "load_network", "pod_ips"]
+__all__ = [
+    "TEMPLATE_CONF_NAME",
+    "Cni",
+    "CniError",
+    "NetworkConfig",
+    "PodNetworkArgs",
+    "load_network",
+    "pod_ips",
+    "render_conf_template",
+]
+
+TEMPLATE_CONF_NAME = "10-stowage-net.conflist"
+_TEMPLATE_ACTION = re.compile(r"\{\{(.*?)\}\}")
 
 _LOOPBACK = {"cniVersion": "1.0.0", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
 
@@ -142,6 +156,28 @@ def pod_ips(result: dict[str, Any]) -> list[str]:
     return sorted(ips, key=lambda a: ":" in a)
 
 
+def render_conf_template(template: str, pod_cidrs: list[str]) -> bytes:
+    """A network config from containerd-style template text and the node's pod CIDRs
+    (pure). ``{{.PodCIDR}}`` is the first CIDR; Go template logic (range, if) is not
+    supported and is refused rather than written out half-rendered."""
+    if not pod_cidrs:
+        raise CniError("no pod CIDR to render the CNI config template with")
+    for cidr in pod_cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise CniError(f"pod CIDR {cidr!r} is not a CIDR") from exc
+
+    def action(m: re.Match[str]) -> str:
+        if m.group(1).strip() != ".PodCIDR":
+            raise CniError(f"unsupported CNI config template action {m.group(0)!r}")
+        return pod_cidrs[0]
+
+    rendered = _TEMPLATE_ACTION.sub(action, template).encode()
+    parse_network(rendered, "conf_template")  # a clear error now, not at the first pod
+    return rendered
+
+
 class Cni:
     def __init__(
         self, conf_dir: str, bin_dirs: list[str], cache_dir: str, loopback: bool = True
@@ -155,6 +191,23 @@ class Cni:
 
     def network(self) -> NetworkConfig | None:
         return load_network(self.conf_dir)
+
+    def write_from_template(self, template_path: str, pod_cidrs: list[str]) -> str | None:
+        """UpdateRuntimeConfig's pod CIDR, as containerd applies it: while no network config
+        exists, the template rendered with it becomes one. Returns the file written, if any
+        (a network the admin or a network add-on already put in place is left alone)."""
+        if self.network() is not None:
+            return None
+        try:
+            with open(template_path) as f:
+                template = f.read()
+        except OSError as exc:
+            raise CniError(f"CNI config template {template_path}: {exc.strerror}") from exc
+        rendered = render_conf_template(template, pod_cidrs)
+        os.makedirs(self.conf_dir, mode=0o755, exist_ok=True)
+        path = os.path.join(self.conf_dir, TEMPLATE_CONF_NAME)
+        atomic_write(path, rendered, 0o644)
+        return path
 
     def _find(self, plugin_type: str) -> str:
         if "/" in plugin_type:

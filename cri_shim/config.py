@@ -20,6 +20,7 @@ Keys and defaults (documented in README.md):
     [cni]
     conf_dir = "/etc/cni/net.d"                    # the first config by name is the network
     bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+    conf_template = ""                             # rendered with the kubelet's pod CIDR
     [log]
     level = "info"
     format = "json"                                # or "text"
@@ -92,6 +93,10 @@ def _handlers(raw: object) -> tuple[tuple[str, str], ...]:
 class CniSection:
     conf_dir: str = "/etc/cni/net.d"
     bin_dirs: tuple[str, ...] = ("/opt/cni/bin", "/usr/lib/cni")
+    # containerd's conf_template: when the kubelet sends the node's pod CIDR
+    # (UpdateRuntimeConfig) and no network config exists yet, this file, with {{.PodCIDR}}
+    # replaced, becomes the pod network.
+    conf_template: str = ""
 
 
 @dataclass(frozen=True)

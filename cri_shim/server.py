@@ -126,7 +126,9 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
     ExitWatcher(paths.exits, on_exit).start()
     # In the background: one CNI CHECK per pod must not hold up serving the kubelet.
     threading.Thread(target=pods.verify_networks, name="cni-check", daemon=True).start()
-    return RuntimeService(reg, pods, containers, cni, cfg.runtime.cgroup_driver)
+    return RuntimeService(
+        reg, pods, containers, cni, cfg.runtime.cgroup_driver, cfg.cni.conf_template
+    )
 
 
 def serve(cfg: Config, ready: threading.Event | None = None) -> grpc.Server:

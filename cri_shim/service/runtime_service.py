@@ -5,7 +5,9 @@ single-use URL of the streaming server (``cri_shim.streaming``), UNIMPLEMENTED w
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
+import logging
 import os
 import queue
 import time
@@ -16,7 +18,7 @@ import grpc
 
 from cri_shim._pb import api_pb2 as pb
 from cri_shim._pb import api_pb2_grpc as pb_grpc
-from cri_shim.cni import Cni
+from cri_shim.cni import Cni, CniError
 from cri_shim.containers import ContainerManager, container_config
 from cri_shim.errors import CriError
 from cri_shim.events import CREATED, DELETED, STARTED, STOPPED
@@ -32,6 +34,8 @@ from cri_shim.streaming import (
 )
 
 __all__ = ["RUNTIME_NAME", "RuntimeService"]
+
+log = logging.getLogger("stowage.cri.runtime")
 
 RUNTIME_NAME = "stowage"
 RUNTIME_VERSION = "0.1.0"
@@ -98,7 +102,9 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
         containers: ContainerManager,
         cni: Cni,
         cgroup_driver: str,
+        cni_conf_template: str = "",
     ) -> None:
+        self.cni_conf_template = cni_conf_template
         self.reg = reg
         self.pods = pods
         self.containers = containers
@@ -171,6 +177,26 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):  # type: ignore[misc]
     def UpdateRuntimeConfig(
         self, request: pb.UpdateRuntimeConfigRequest, context: object
     ) -> pb.UpdateRuntimeConfigResponse:
+        # The kubelet sends the node's pod CIDR(s), comma-separated for dual stack. Only a
+        # configured template uses it (as in containerd): our pods get their addresses from
+        # the CNI network's IPAM, not from us.
+        cidrs = [c.strip() for c in request.runtime_config.network_config.pod_cidr.split(",")]
+        cidrs = [c for c in cidrs if c]
+        if not cidrs or not self.cni_conf_template:
+            return pb.UpdateRuntimeConfigResponse()
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise CriError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"pod CIDR {cidr!r} is not a CIDR"
+                ) from exc
+        try:
+            written = self.cni.write_from_template(self.cni_conf_template, cidrs)
+        except CniError as exc:
+            raise CriError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+        if written is not None:
+            log.info("CNI config written from template", extra={"path": written, "cidrs": cidrs})
         return pb.UpdateRuntimeConfigResponse()
 
     # pods

@@ -427,3 +427,79 @@ def test_runtime_handlers_from_the_config(
         crictl(d, "rmp", "-f", crun_pod)
         assert not os.listdir(os.path.join(d.state, "oci", "crun"))
         assert json.loads(crictl(d, "pods", "-o", "json"))["items"] == []
+
+
+def test_update_runtime_config_writes_the_network_from_the_template(
+    env: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grpc
+
+    from cri_shim._pb import api_pb2 as pb
+    from cri_shim._pb import api_pb2_grpc as pb_grpc
+
+    bridge = "stwtpl0"
+    template = tmp_path / "template.conflist"
+    template.write_text(
+        json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "from-template",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": bridge,
+                        "isGateway": True,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{"subnet": "{{.PodCIDR}}"}]],
+                            "dataDir": str(tmp_path / "ipam"),
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(f'[cni]\nconf_template = "{template}"\nbin_dirs = ["/usr/lib/cni"]\n')
+    monkeypatch.setenv("STOWAGE_CONFIG", str(config))
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    pod_cfg, _ = _configs(tmp_path, "templated", ["sleep", "3600"])
+    try:
+        with stowage_daemon(env[0], str(conf_dir)) as d:
+
+            def network_ready() -> bool:
+                conditions = json.loads(crictl(d, "info", "-o", "json"))["status"]["conditions"]
+                return any(c["type"] == "NetworkReady" and c["status"] for c in conditions)
+
+            assert not network_ready()
+            channel = grpc.insecure_channel(d.endpoint)
+            rt = pb_grpc.RuntimeServiceStub(channel)
+
+            def update(cidr: str) -> None:
+                rt.UpdateRuntimeConfig(
+                    pb.UpdateRuntimeConfigRequest(
+                        runtime_config=pb.RuntimeConfig(
+                            network_config=pb.NetworkConfig(pod_cidr=cidr)
+                        )
+                    )
+                )
+
+            with pytest.raises(grpc.RpcError) as bad:
+                update("10.207.0.0/33")
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert not os.listdir(conf_dir)
+            update("10.207.0.0/24,fd00:207::/64")
+            written = json.loads((conf_dir / "10-stowage-net.conflist").read_text())
+            assert written["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.207.0.0/24"}]]
+            assert network_ready()
+            update("10.208.0.0/24")  # a network exists now: it is left as it is
+            assert "10.207.0.0/24" in (conf_dir / "10-stowage-net.conflist").read_text()
+
+            pod = crictl(d, "runp", pod_cfg).strip()
+            ip = json.loads(crictl(d, "inspectp", "-o", "json", pod))["status"]["network"]["ip"]
+            assert ip.startswith("10.207.0.")
+            crictl(d, "rmp", "-f", pod)
+            channel.close()
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)

@@ -13,6 +13,7 @@ from cri_shim.cni import (
     parse_network,
     plugin_request,
     pod_ips,
+    render_conf_template,
 )
 
 
@@ -115,3 +116,43 @@ def test_gc_sends_valid_attachments_to_each_plugin_of_a_1_1_network(tmp_path: Pa
     (conf / "10.conflist").write_text(json.dumps(net))
     cni.gc([])
     assert len(log.read_text().splitlines()) == 2
+
+
+TEMPLATE = """{
+  "cniVersion": "1.0.0", "name": "k8s-pod-network",
+  "plugins": [{"type": "bridge", "bridge": "cni0",
+               "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}}]
+}"""
+
+
+def test_a_template_takes_the_first_pod_cidr() -> None:
+    out = json.loads(render_conf_template(TEMPLATE, ["10.244.1.0/24", "fd00:1::/64"]))
+    assert out["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    assert (
+        json.loads(
+            render_conf_template(
+                TEMPLATE.replace("{{.PodCIDR}}", "{{ .PodCIDR }}"), ["10.1.0.0/16"]
+            )
+        )["name"]
+        == "k8s-pod-network"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "cidrs", "message"),
+    [
+        (TEMPLATE, [], "no pod CIDR"),
+        (TEMPLATE, ["10.244.1.0/33"], "is not a CIDR"),
+        (
+            TEMPLATE.replace("{{.PodCIDR}}", "{{range .PodCIDRRanges}}x{{end}}"),
+            ["10.0.0.0/8"],
+            "unsupported CNI config template action",
+        ),
+        ("{not json {{.PodCIDR}}", ["10.0.0.0/8"], "is not JSON"),
+    ],
+)
+def test_a_template_that_cannot_be_rendered_is_refused(
+    template: str, cidrs: list[str], message: str
+) -> None:
+    with pytest.raises(CniError, match=message):
+        render_conf_template(template, cidrs)
