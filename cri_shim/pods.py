@@ -30,6 +30,7 @@ from cri_shim.netns import IdMap, NamespaceError, pin_namespaces, unpin_namespac
 from cri_shim.podfiles import hosts_file, resolv_conf
 from cri_shim.runtime import DEFAULT_HANDLER, Registry, Sandbox, new_id
 from cri_shim.spec import SpecError, userns_mappings
+from cri_shim.stats import join_cgroup, pod_cgroup_dir
 from cri_shim.store import SandboxMeta, SandboxStatus, b64, unb64
 
 __all__ = ["PodManager", "sandbox_config"]
@@ -68,7 +69,9 @@ class PodManager:
         cni: Cni,
         pause_binary: str,
         handlers: frozenset[str] = frozenset({DEFAULT_HANDLER}),
+        cgroup_driver: str = "cgroupfs",
     ) -> None:
+        self.cgroup_driver = cgroup_driver
         self.reg = reg
         self.cni = cni
         self.pause_binary = pause_binary
@@ -148,6 +151,10 @@ class PodManager:
         if ns.pid == pb.POD:
             infra_pid = self._start_infra(state_dir, pins.user)
             undo.callback(_kill_infra, infra_pid)
+            # Accounted to the pod, as containerd's and CRI-O's pause containers are.
+            pod_cgroup = pod_cgroup_dir(cfg.linux.cgroup_parent, self.cgroup_driver)
+            if pod_cgroup is not None:
+                join_cgroup(infra_pid, pod_cgroup)
         ips: list[str] = []
         attached = False
         if not host_net:

@@ -110,7 +110,9 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         available_capabilities=_bounding_capabilities(),
         hugetlb=_has_hugetlb_controller(),
     )
-    pods = PodManager(reg, cni, cfg.runtime.pause, frozenset(runtimes))
+    pods = PodManager(
+        reg, cni, cfg.runtime.pause, frozenset(runtimes), cfg.runtime.cgroup_driver
+    )
     containers = ContainerManager(
         reg, store, runtimes, options, cfg.runtime.cgroup_driver, helper=cfg.runtime.pause
     )

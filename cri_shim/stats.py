@@ -6,6 +6,7 @@ and the CPU rate from two samples. ``CgroupReader`` is the thin shell that reads
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +20,9 @@ __all__ = [
     "NanoCoreTracker",
     "cgroup_dir",
     "interface_stats",
+    "join_cgroup",
     "parse_flat_keyed",
+    "pod_cgroup_dir",
 ]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -45,6 +48,39 @@ def cgroup_dir(cgroups_path: str, driver: str) -> str:
         parent, prefix, name = cgroups_path.split(":")
         return f"{_expand_slice(parent).rstrip('/')}/{prefix}-{name}.scope"
     return "/" + cgroups_path.strip("/")
+
+
+def pod_cgroup_dir(cgroup_parent: str, driver: str) -> str | None:
+    """The pod's own cgroup (the kubelet's ``cgroup_parent``) below a hierarchy's mount
+    point; None when the pod has none."""
+    if not cgroup_parent.strip("/"):
+        return None
+    if driver == "systemd":
+        return _expand_slice(os.path.basename(cgroup_parent.rstrip("/")))
+    return "/" + cgroup_parent.strip("/")
+
+
+def join_cgroup(pid: int, rel: str, root: str = CGROUP_ROOT) -> int:
+    """Moves ``pid`` into the cgroup ``rel`` in every hierarchy where it exists (the kubelet
+    makes a pod's cgroup in each); returns in how many. Never creates one: a cgroup we made
+    would be ours to remove."""
+    roots = [root] if os.path.exists(os.path.join(root, "cgroup.procs")) else []
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name)
+            # "cpu" and "cpuacct" are often links to "cpu,cpuacct": one write is enough.
+            if not os.path.islink(path) and os.path.exists(os.path.join(path, "cgroup.procs")):
+                roots.append(path)
+    joined = 0
+    for hierarchy in roots:
+        procs = os.path.join(hierarchy, rel.lstrip("/"), "cgroup.procs")
+        try:
+            with open(procs, "w") as f:
+                f.write(str(pid))
+            joined += 1
+        except OSError:
+            continue
+    return joined
 
 
 def parse_flat_keyed(text: str) -> dict[str, int]:

@@ -503,3 +503,44 @@ def test_update_runtime_config_writes_the_network_from_the_template(
             channel.close()
     finally:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+
+
+def test_the_infra_process_of_a_shared_pid_pod_is_in_the_pods_cgroup(
+    daemon: StowageDaemon, tmp_path: Path
+) -> None:
+    parent = f"stowage-e2e-pod{os.getpid()}"
+    hierarchies = [
+        h
+        for h in ("cpu", "memory", "pids", "unified")
+        if os.path.isfile(f"/sys/fs/cgroup/{h}/cgroup.procs")
+    ]
+    made = []
+    try:
+        for h in hierarchies:  # as the kubelet makes a pod's cgroup before RunPodSandbox
+            os.mkdir(f"/sys/fs/cgroup/{h}/{parent}")
+            made.append(f"/sys/fs/cgroup/{h}/{parent}")
+        pod_cfg = tmp_path / "pod.json"
+        pod_cfg.write_text(
+            json.dumps(
+                {
+                    "metadata": {"name": "shared", "namespace": "e2e", "uid": "uid-shared"},
+                    "log_directory": str(tmp_path / "logs"),
+                    "linux": {
+                        "cgroup_parent": f"/{parent}",
+                        "security_context": {"namespace_options": {"pid": 0}},
+                    },
+                }
+            )
+        )
+        pod = crictl(daemon, "runp", str(pod_cfg)).strip()
+        for path in made:
+            pids = Path(path, "cgroup.procs").read_text().split()
+            assert len(pids) == 1, path
+            assert Path(f"/proc/{pids[0]}/comm").read_text().strip() == "stowage-pause"
+        crictl(daemon, "rmp", "-f", pod)
+        for path in made:
+            assert Path(path, "cgroup.procs").read_text() == ""
+    finally:
+        for path in made:
+            wait_for(lambda p=path: not Path(p, "cgroup.procs").read_text(), 10, "an empty cgroup")
+            os.rmdir(path)
