@@ -152,10 +152,6 @@ class ContainerManager:
         sb = self.reg.need_sandbox(sandbox_id)
         if not cfg.metadata.name:
             raise CriError(grpc.StatusCode.INVALID_ARGUMENT, "container metadata needs a name")
-        if sb.status.state != "ready":
-            raise CriError(
-                grpc.StatusCode.FAILED_PRECONDITION, f"pod sandbox {sb.meta.id} is not ready"
-            )
         image = self.images.status(cfg.image.image)
         if image is None:
             raise CriError(grpc.StatusCode.NOT_FOUND, f"image {cfg.image.image!r} not found")
@@ -164,6 +160,12 @@ class ContainerManager:
         name = f"{md.name}_{smd.name}_{smd.namespace}_{smd.uid}_{md.attempt}"
         container_id = new_id()
         with sb.lock, contextlib.ExitStack() as undo, self.reg.reserved(name, container_id):
+            # Checked under the pod's lock: a StopPodSandbox or RemovePodSandbox that held it
+            # meanwhile has killed the pod's PID namespace or removed the pod altogether.
+            if self.reg.sandbox(sb.meta.id) is not sb or sb.status.state != "ready":
+                raise CriError(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"pod sandbox {sb.meta.id} is not ready"
+                )
             meta, conmon = self._setup(sb, cfg, sandbox_cfg, image, container_id, name, undo)
             self.reg.add_container(meta, ContainerStatus(state="created"))
             # runc create (under conmon) runs in the background, as containerd defers it to
