@@ -164,3 +164,85 @@ def test_creates_and_starts_racing_the_pods_stop_and_removal(
             rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid))
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     _assert_nothing_left(daemon, rt)
+
+
+def test_one_name_many_run_pod_sandboxes(
+    daemon: StowageDaemon, rt: pb_grpc.RuntimeServiceStub, tmp_path: Path
+) -> None:
+    cfg = _pod("same-name", tmp_path)
+    go = threading.Barrier(4)
+
+    def run(_: int) -> str | grpc.StatusCode:
+        go.wait()
+        try:
+            return str(rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id)
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(run, range(4)))
+    pods = [o for o in outcomes if isinstance(o, str)]
+    assert len(pods) == 1, outcomes
+    assert [o for o in outcomes if not isinstance(o, str)] == [grpc.StatusCode.ALREADY_EXISTS] * 3
+    # Stopped and removed several times at once: every call succeeds, once is what happens.
+    go2 = threading.Barrier(6)
+
+    def stop_or_remove(i: int) -> None:
+        go2.wait()
+        if i < 4:
+            rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pods[0]))
+        else:
+            rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pods[0]))
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(stop_or_remove, range(6)))
+    _assert_nothing_left(daemon, rt)
+
+
+def _race_on_one_container(
+    rt: pb_grpc.RuntimeServiceStub, pod: str, cfg: pb.PodSandboxConfig, round_: int
+) -> None:
+    cid = rt.CreateContainer(
+        pb.CreateContainerRequest(pod_sandbox_id=pod, config=_ctr(f"r{round_}"), sandbox_config=cfg)
+    ).container_id
+    go = threading.Barrier(4)
+    codes: list[grpc.StatusCode] = []
+    lock = threading.Lock()
+
+    def call(kind: str) -> None:
+        go.wait()
+        try:
+            if kind == "start":
+                rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+            elif kind == "exec":
+                rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=10))
+            elif kind == "stop":
+                rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0))
+            else:
+                rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+        except grpc.RpcError as exc:
+            with lock:
+                codes.append(exc.code())
+
+    kinds = ["start", "exec", "stop", "remove"]
+    random.Random(round_).shuffle(kinds)  # noqa: S311 - an order, not a secret
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(call, kinds))
+    # Losing a race is a clear refusal; the remove, whenever it ran, has the last word.
+    assert set(codes) <= {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    with pytest.raises(grpc.RpcError) as gone:
+        rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_remove_start_stop_and_exec_racing_on_one_container(
+    daemon: StowageDaemon, rt: pb_grpc.RuntimeServiceStub, tmp_path: Path
+) -> None:
+    cfg = _pod("one-ctr", tmp_path)
+    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    for round_ in range(4):
+        _race_on_one_container(rt, pod, cfg, round_)
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
+    _assert_nothing_left(daemon, rt)
