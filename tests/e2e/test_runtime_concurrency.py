@@ -4,6 +4,7 @@ interleaving, every call ends in a success or a clear status, and nothing is lef
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -26,13 +27,18 @@ BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[StowageDaemon]:
+def env() -> Iterator[tuple[str, str]]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
     with registry() as reg, cni_network() as net:
         publish_catalog(reg.url)
-        with stowage_daemon(reg.url, net) as d:
-            yield d
+        yield reg.url, net
+
+
+@pytest.fixture(scope="module")
+def daemon(env: tuple[str, str]) -> Iterator[StowageDaemon]:
+    with stowage_daemon(*env) as d:
+        yield d
 
 
 @pytest.fixture
@@ -246,3 +252,63 @@ def test_remove_start_stop_and_exec_racing_on_one_container(
     rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
     rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
     _assert_nothing_left(daemon, rt)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kill_9_amid_eight_concurrent_lifecycles_leaks_nothing(
+    env: tuple[str, str], tmp_path: Path, seed: int
+) -> None:
+    ipam = Path(env[1]).parent / "ipam"
+    with stowage_daemon(*env) as d:
+        channel = grpc.insecure_channel(d.endpoint)
+        pb_grpc.ImageServiceStub(channel).PullImage(
+            pb.PullImageRequest(image=pb.ImageSpec(image=BUSYBOX))
+        )
+        rt = pb_grpc.RuntimeServiceStub(channel)
+
+        def lifecycle(i: int) -> None:
+            # Runs until the daemon dies under it: every call may be the one cut short.
+            with contextlib.suppress(grpc.RpcError):
+                for n in range(100):
+                    cfg = _pod(f"k{seed}-{i}-{n}", tmp_path)
+                    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+                    cid = rt.CreateContainer(
+                        pb.CreateContainerRequest(
+                            pod_sandbox_id=pod, config=_ctr("main"), sandbox_config=cfg
+                        )
+                    ).container_id
+                    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+                    if n % 2:
+                        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
+                        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(lifecycle, i) for i in range(8)]
+            threading.Event().wait(random.Random(seed).uniform(0.3, 1.5))  # noqa: S311
+            d.kill()
+            for f in futures:
+                f.result()
+        channel.close()
+        d.start()
+        channel = grpc.insecure_channel(d.endpoint)
+        rt = pb_grpc.RuntimeServiceStub(channel)
+        pods = list(rt.ListPodSandbox(pb.ListPodSandboxRequest()).items)
+        assert pods, "pods outlived the kill"
+        running = [
+            c
+            for c in rt.ListContainers(pb.ListContainersRequest()).containers
+            if c.state == pb.CONTAINER_RUNNING
+        ]
+        assert running, "running containers outlived the kill"
+        for c in running:  # still really running after the restart
+            out = rt.ExecSync(pb.ExecSyncRequest(container_id=c.id, cmd=["true"], timeout=10))
+            assert out.exit_code == 0
+        for p in pods:
+            rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=p.id))
+            rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p.id))
+        _assert_nothing_left(d, rt)
+        channel.close()
+        conmons = subprocess.run(["pgrep", "-f", f"conmon.*{d.work}"], capture_output=True)
+        assert conmons.stdout == b"", "no conmon outlives its container"
+    leftover = [p.name for p in ipam.rglob("*") if p.is_file() and p.name.startswith("10.")]
+    assert leftover == [], "every pod address went back to the pool"
