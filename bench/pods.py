@@ -11,7 +11,8 @@ Figures (lower is better):
   too, as ``pod-start-p95``);
 - ``pod-teardown``: StopPodSandbox + RemovePodSandbox of a pod with a running container;
 - ``memory-per-pod``: proportional set size (PSS) of the runtime's own processes (daemon,
-  shims or conmons, infra processes) per running pod, from 1 and ``MANY`` running pods.
+  shims or conmons, infra processes) per running pod, from 1 and ``MANY`` running pods;
+- ``memory-1-pod``, ``memory-50-pods``: that PSS in all, daemon included, in MB.
 """
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ def _measure(endpoint: str, runtime_pids: Callable[[], list[int]]) -> dict[str, 
         "pod-start-p95": totals[int(len(totals) * 0.95) - 1],
         "pod-teardown": statistics.median(downs),
         "memory-per-pod": (many - one) / (MANY - 1) / (1 << 20),
+        # The runtime's whole footprint (daemon included), in MB, with 1 and MANY pods.
+        "memory-1-pod": one / (1 << 20),
+        f"memory-{MANY}-pods": many / (1 << 20),
     }
 
 
