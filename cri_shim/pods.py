@@ -219,23 +219,31 @@ class PodManager:
             log.error("network teardown failed", extra={"id": args.container_id, "error": str(exc)})
 
     def _start_infra(self, state_dir: str, user_ns: str | None) -> int:
-        args = [self.pause_binary, "--new-pidns"]
-        if user_ns is not None:
-            # The PID namespace must belong to the pod's user namespace, or its containers
-            # (which enter that user namespace first) may not join it.
-            args = ["nsenter", f"--user={user_ns}", *args]
-        res = subprocess.run(
-            args,
-            capture_output=True,
-            text=True,
-            check=False,
-            start_new_session=True,
+        # The helper itself records the infra's pid and start time, in a file we open for it:
+        # if we die at any moment after it forks, the start-up sweep still finds the process
+        # (the file is in the pod's state directory).
+        fd = os.open(
+            os.path.join(state_dir, "infra.pid"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
         )
+        try:
+            args = [self.pause_binary, "--new-pidns", "--pid-fd", str(fd)]
+            if user_ns is not None:
+                # The PID namespace must belong to the pod's user namespace, or its containers
+                # (which enter that user namespace first) may not join it.
+                args = ["nsenter", f"--user={user_ns}", *args]
+            res = subprocess.run(
+                args,
+                capture_output=True,
+                text=True,
+                check=False,
+                start_new_session=True,
+                pass_fds=(fd,),
+            )
+        finally:
+            os.close(fd)
         if res.returncode != 0 or not res.stdout.strip().isdigit():
             raise CriError(grpc.StatusCode.INTERNAL, f"infra process: {res.stderr.strip()}")
-        pid = int(res.stdout.strip())
-        _write(os.path.join(state_dir, "infra.pid"), f"{pid} {_start_time(pid)}\n")
-        return pid
+        return int(res.stdout.strip())
 
     # StopPodSandbox
 
@@ -338,12 +346,25 @@ def md_name(cfg: pb.PodSandboxConfig) -> str:
 
 def infra_pid(sb: Sandbox) -> int | None:
     """The pod's infra process if it still runs (checked by start time against pid reuse)."""
-    text = _read(os.path.join(sb.meta.state_dir, "infra.pid"))
-    if not text:
+    return infra_pid_in(sb.meta.state_dir)
+
+
+def infra_pid_in(state_dir: str) -> int | None:
+    """The infra process recorded in a pod's state directory, if it still runs."""
+    text = _read(os.path.join(state_dir, "infra.pid"))
+    pid_s, _, started = (text or "").strip().partition(" ")
+    if not pid_s.isdigit() or not started:
         return None
-    pid_s, _, started = text.strip().partition(" ")
     pid = int(pid_s)
     return pid if _start_time(pid) == started else None
+
+
+def kill_infra_in(state_dir: str) -> None:
+    """Start-up sweep: the infra process of a pod that was never recorded (or whose record is
+    gone) would otherwise hold its PID namespace forever."""
+    pid = infra_pid_in(state_dir)
+    if pid is not None:
+        _kill_infra(pid)
 
 
 def _start_time(pid: int) -> str:

@@ -3,8 +3,9 @@
 Records are the truth (see ``store.py``): an object is recorded only once it is whole, and its
 record is deleted first when it is removed. Anything on the node that belongs to an id with no
 record is therefore a leftover, and is freed here: runc containers, bundles and their rootfs
-mounts, writable snapshots, exit files, pod namespaces and state directories, and CNI
-attachments (a CNI DEL with the cached config, which is also the GC pass libcni runtimes do).
+mounts, writable snapshots, exit files, pod namespaces, infra processes and state directories,
+and CNI attachments (a CNI DEL with the cached config, which is also the GC pass libcni
+runtimes do).
 Pods whose volatile state is gone (a reboot) become NOTREADY. Nothing here raises: a failure
 is logged and left for the next start.
 """
@@ -19,6 +20,7 @@ import shutil
 from cri_shim.cni import Cni, CniError, PodNetworkArgs
 from cri_shim.netns import unpin_namespaces
 from cri_shim.oci.runc import Runc, RuncError
+from cri_shim.pods import kill_infra_in
 from cri_shim.runtime import Registry
 from cri_shim.store import SandboxStatus
 from images.mount import unmount
@@ -83,6 +85,7 @@ def recover(reg: Registry, runtimes: list[Runc], cni: Cni, snapshots: Snapshotte
         unpin_namespaces(p.namespaces, sid)
     for sid in orphans(_listdir(p.pods), sandboxes):
         state = os.path.join(p.pods, sid)
+        kill_infra_in(state)
         with contextlib.suppress(Exception):
             unmount(os.path.join(state, "shm"))
         shutil.rmtree(state, ignore_errors=True)

@@ -1,8 +1,9 @@
 /*
  * stowage-pause: the process that holds a pod's PID namespace when its containers share one.
  *
- * With --new-pidns it unshares a PID namespace, forks, prints the child's pid (as seen from
- * the caller's namespace) on stdout and exits: the child is pid 1 of the new namespace and
+ * With --new-pidns [--pid-fd N] it unshares a PID namespace, forks, writes the child's pid
+ * and start time to the open file N, prints the pid (as seen from the caller's namespace) and
+ * exits: the child is pid 1 of the new namespace and
  * the one long-lived process of the pod. Without the flag it just pauses. Either way pid 1
  * reaps the orphans re-parented to it and exits 0 on SIGTERM or SIGINT.
  *
@@ -33,6 +34,37 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Writes "PID STARTTIME\n" (STARTTIME: field 22 of /proc/PID/stat, against pid reuse) to fd
+ * in one write(2), so that a reader sees the whole line or nothing of it. */
+static int write_pid_fd(int fd, pid_t pid) {
+    char stat_path[64], buf[4096], line[128];
+    snprintf(stat_path, sizeof stat_path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(stat_path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "stowage-pause: %s: %s\n", stat_path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    char *field = p == NULL ? NULL : strtok(p + 1, " "); /* field 3, the state */
+    for (int i = 3; field != NULL && i < 22; i++) {
+        field = strtok(NULL, " ");
+    }
+    if (field == NULL) {
+        fprintf(stderr, "stowage-pause: %s: no start time\n", stat_path);
+        return -1;
+    }
+    int len = snprintf(line, sizeof line, "%d %s\n", (int)pid, field);
+    if (len <= 0 || len >= (int)sizeof line || write(fd, line, (size_t)len) != len) {
+        fprintf(stderr, "stowage-pause: writing the pid: %s\n", strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
 
 static void on_term(int sig) {
     (void)sig;
@@ -284,8 +316,18 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (child > 0) {
+            /* --pid-fd: the record is written here, not by the caller, so that the caller's
+             * death at any moment cannot lose track of a running infra process. */
+            if (argc > 3 && strcmp(argv[2], "--pid-fd") == 0 &&
+                write_pid_fd(atoi(argv[3]), child) != 0) {
+                kill(child, SIGKILL);
+                return 1;
+            }
             printf("%d\n", (int)child);
             return 0;
+        }
+        if (argc > 3 && strcmp(argv[2], "--pid-fd") == 0) {
+            close(atoi(argv[3]));
         }
         /* Detach from the caller's session and stdio so it survives the daemon. */
         setsid();

@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from cri_shim._pb import api_pb2 as pb
 from cri_shim._pb import api_pb2_grpc as pb_grpc
-from tests.harness import StowageDaemon, cni_network, registry, stowage_daemon
+from tests.harness import StowageDaemon, cni_network, registry, stowage_daemon, wait_for
 from tests.images.publish import publish_catalog
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.daemon]
@@ -259,6 +260,7 @@ def test_kill_9_amid_eight_concurrent_lifecycles_leaks_nothing(
     env: tuple[str, str], tmp_path: Path, seed: int
 ) -> None:
     ipam = Path(env[1]).parent / "ipam"
+    infra_before = _live_infra()
     with stowage_daemon(*env) as d:
         channel = grpc.insecure_channel(d.endpoint)
         pb_grpc.ImageServiceStub(channel).PullImage(
@@ -312,3 +314,15 @@ def test_kill_9_amid_eight_concurrent_lifecycles_leaks_nothing(
         assert conmons.stdout == b"", "no conmon outlives its container"
     leftover = [p.name for p in ipam.rglob("*") if p.is_file() and p.name.startswith("10.")]
     assert leftover == [], "every pod address went back to the pool"
+    # Pods caught half-made by the kill have an infra process and no record: the start-up
+    # sweep ends them too.
+    wait_for(lambda: _live_infra() <= infra_before, 10, "no infra process to outlive its pod")
+
+
+def _live_infra() -> set[int]:
+    """Running (not yet reaped is fine) stowage-pause processes."""
+    out = set()
+    for proc in psutil.process_iter(["name", "status"]):
+        if proc.info["name"] == "stowage-pause" and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            out.add(proc.pid)
+    return out
