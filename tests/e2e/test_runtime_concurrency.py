@@ -84,7 +84,13 @@ def _assert_nothing_left(d: StowageDaemon, rt: pb_grpc.RuntimeServiceStub) -> No
     assert [m for m in mounts if m.startswith(d.work) and m != ns_dir] == []
     active = Path(d.root) / "images" / "snapshots" / "active"
     assert not active.exists() or list(active.iterdir()) == []
-    assert list(Path(d.state, "ns").iterdir()) == []
+    for kind in ("ns", "pods", "containers", "exits"):
+        assert list(Path(d.state, kind).iterdir()) == [], kind
+    for hierarchy in ("cpu", "memory", "pids"):
+        cgroups = [n for n in os.listdir(f"/sys/fs/cgroup/{hierarchy}") if len(n) == 64]
+        assert cgroups == [], f"container cgroups left in {hierarchy}"
+    veths = [n for n in os.listdir("/sys/class/net") if n.startswith("veth")]
+    assert veths == [], "every pod's veth is gone"
 
 
 def test_whole_lifecycles_on_eight_pods_at_once(
