@@ -5,6 +5,7 @@ interleaving, every call ends in a success or a clear status, and nothing is lef
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import subprocess
@@ -265,9 +266,37 @@ def test_remove_start_stop_and_exec_racing_on_one_container(
 def test_kill_9_amid_eight_concurrent_lifecycles_leaks_nothing(
     env: tuple[str, str], tmp_path: Path, seed: int
 ) -> None:
-    ipam = Path(env[1]).parent / "ipam"
+    _kill_9_amid_lifecycles(env[0], env[1], tmp_path, seed, host_ports=False)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_kill_9_amid_lifecycles_on_our_cni_plugin_with_host_ports(
+    env: tuple[str, str], tmp_path: Path, seed: int
+) -> None:
+    from tests.harness import stowage_cni_network
+
+    with stowage_cni_network() as net:
+        _kill_9_amid_lifecycles(env[0], net, tmp_path, seed, host_ports=True)
+    table = subprocess.run(
+        ["nft", "-j", "list", "table", "inet", "stowage_cni"], capture_output=True, text=True
+    )
+    if table.returncode == 0:  # our plugin's rules: every set and map is empty again
+        items = json.loads(table.stdout)["nftables"]
+        filled = [
+            x[kind]["name"]
+            for x in items
+            for kind in ("set", "map")
+            if kind in x and x[kind].get("elem")
+        ]
+        assert filled == [], "no port mapping or masquerade entry is left"
+
+
+def _kill_9_amid_lifecycles(
+    mirror: str, net: str, tmp_path: Path, seed: int, host_ports: bool
+) -> None:
+    ipam = Path(net).parent / "ipam"
     infra_before = _live_infra()
-    with stowage_daemon(*env) as d:
+    with stowage_daemon(mirror, net) as d:
         channel = grpc.insecure_channel(d.endpoint)
         pb_grpc.ImageServiceStub(channel).PullImage(
             pb.PullImageRequest(image=pb.ImageSpec(image=BUSYBOX))
@@ -279,6 +308,12 @@ def test_kill_9_amid_eight_concurrent_lifecycles_leaks_nothing(
             with contextlib.suppress(grpc.RpcError):
                 for n in range(100):
                     cfg = _pod(f"k{seed}-{i}-{n}", tmp_path)
+                    if host_ports:
+                        cfg.port_mappings.append(
+                            pb.PortMapping(
+                                protocol=pb.TCP, container_port=80, host_port=31000 + 100 * i + n
+                            )
+                        )
                     pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
                     cid = rt.CreateContainer(
                         pb.CreateContainerRequest(
