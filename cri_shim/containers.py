@@ -129,11 +129,12 @@ class ContainerManager:
         cgroup_driver: str,
         helper: str = "stowage-pause",
         events: EventBus | None = None,
+        warmer: AttachWarmer | None = None,
     ) -> None:
         self.helper = helper
         self.events = events or EventBus()
         self._launcher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="runc-create")
-        self.warmer = AttachWarmer()
+        self.warmer = warmer or AttachWarmer()
         self._creating: dict[str, Future[int]] = {}
         self.reg = reg
         self.images = images

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from cri_shim._pb import api_pb2 as pb
+from cri_shim.cgroup_warm import AttachWarmer
 from cri_shim.cni import Cni, CniError, PodNetworkArgs, pod_ips
 from cri_shim.errors import CriError
 from cri_shim.netns import IdMap, NamespaceError, pin_namespaces, unpin_namespaces
@@ -70,8 +71,10 @@ class PodManager:
         pause_binary: str,
         handlers: frozenset[str] = frozenset({DEFAULT_HANDLER}),
         cgroup_driver: str = "cgroupfs",
+        warmer: AttachWarmer | None = None,
     ) -> None:
         self.cgroup_driver = cgroup_driver
+        self.warmer = warmer or AttachWarmer()
         self.reg = reg
         self.cni = cni
         self.pause_binary = pause_binary
@@ -109,6 +112,9 @@ class PodManager:
         undo: contextlib.ExitStack,
     ) -> tuple[SandboxMeta, SandboxStatus]:
         ns = _ns_options(cfg)
+        if ns.pid == pb.POD and cfg.linux.cgroup_parent:
+            # The infra process will join the pod's cgroup: see cgroup_warm.
+            self.warmer.warm()
         host_net = ns.network == pb.NODE
         host_ipc = ns.ipc == pb.NODE
         state_dir = os.path.join(self.reg.paths.pods, sandbox_id)

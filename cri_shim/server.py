@@ -18,6 +18,7 @@ from dataclasses import replace
 import grpc
 
 from cri_shim._pb import api_pb2_grpc as pb_grpc
+from cri_shim.cgroup_warm import AttachWarmer
 from cri_shim.cni import Cni
 from cri_shim.config import Config, ConfigError, load_config
 from cri_shim.containers import ContainerManager
@@ -110,11 +111,18 @@ def build_runtime(cfg: Config, store: ImageStore) -> RuntimeService:
         available_capabilities=_bounding_capabilities(),
         hugetlb=_has_hugetlb_controller(),
     )
+    warmer = AttachWarmer()  # one warm-up thread for pods' and containers' cgroup attaches
     pods = PodManager(
-        reg, cni, cfg.runtime.pause, frozenset(runtimes), cfg.runtime.cgroup_driver
+        reg, cni, cfg.runtime.pause, frozenset(runtimes), cfg.runtime.cgroup_driver, warmer
     )
     containers = ContainerManager(
-        reg, store, runtimes, options, cfg.runtime.cgroup_driver, helper=cfg.runtime.pause
+        reg,
+        store,
+        runtimes,
+        options,
+        cfg.runtime.cgroup_driver,
+        helper=cfg.runtime.pause,
+        warmer=warmer,
     )
     recover(reg, list(runtimes.values()), cni, store.snapshots)
     containers.recover()
