@@ -271,6 +271,19 @@ def liveness_pod() -> dict[str, Any]:
     )
 
 
+def shared_pid_pod() -> dict[str, Any]:
+    # shareProcessNamespace: one PID namespace for the pod, held by stowage's infra process.
+    pod = static_pod(
+        "sharedpid",
+        [
+            {"name": "first", "image": BUSYBOX, "command": ["sleep", "3601"]},
+            {"name": "second", "image": BUSYBOX, "command": ["sleep", "3602"]},
+        ],
+    )
+    pod["spec"]["shareProcessNamespace"] = True
+    return pod
+
+
 def gateway_of(conf_dir: str) -> tuple[str, str]:
     """(bridge, gateway/prefix) of the first network in a CNI config dir: bridge + host-local."""
     name = sorted(os.listdir(conf_dir))[0]
@@ -841,6 +854,50 @@ def check_liveness_probe(node: KubeletNode) -> str:
     )
 
 
+def check_shared_pid_namespace(node: KubeletNode) -> str:
+    """shareProcessNamespace: the two containers see each other's processes, and the infra
+    process that holds their PID namespace is accounted to the pod's own cgroup."""
+    pod_name = node.add_static_pod(shared_pid_pod())
+    sid = _eventually(lambda: node.ready_sandbox(pod_name)["id"], 120, f"{pod_name} sandbox")
+
+    def both_running() -> bool:
+        ctrs = node.containers(sid)
+        return len([c for c in ctrs if c["state"] == "CONTAINER_RUNNING"]) == 2
+
+    _wait(both_running, 120, f"{pod_name} containers running")
+    first = node.containers(sid, "first")[-1]
+    seen = node.crictl("exec", first["id"], "ps", "-e", "-o", "pid,args")
+    assert "sleep 3602" in seen, seen  # the other container's process
+    pid_one = [line for line in seen.splitlines() if line.split()[:1] == ["1"]]
+    assert pid_one, seen
+    assert "stowage-pause" in pid_one[0], seen  # pid 1 is the infra process
+
+    uid = node.kubelet_pod(pod_name)["metadata"]["uid"]  # type: ignore[index]
+    pod_cgroups = [p for p in _pod_cgroups(node) if p.endswith(f"pod{uid}")]
+    assert pod_cgroups, f"no cgroup for pod {uid}"
+    infra_in = []
+    for path in pod_cgroups:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            for pid in f.read().split():
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as c:
+                    if c.read().strip() == "stowage-pause":
+                        infra_in.append(path)
+    # The kubelet makes the pod's cgroup before RunPodSandbox in the hierarchies it manages
+    # (a devices one appears later, made by runc for the first container).
+    for hierarchy in ("cpu", "memory", "pids"):
+        assert any(f"/{hierarchy}/" in p for p in infra_in), (hierarchy, infra_in)
+    node.remove_static_pod("sharedpid")  # its sandbox goes in the withdrawal check's GC wait
+    _wait(
+        lambda: all(c["state"] != "CONTAINER_RUNNING" for c in node.containers(sid)),
+        120,
+        f"{pod_name} containers stopped",
+    )
+    return (
+        f"{pod_name}: containers share one PID namespace (pid 1 is stowage-pause), and the "
+        f"infra process is in the pod's cgroup in {len(infra_in)} hierarchies"
+    )
+
+
 def check_kubelet_view(node: KubeletNode) -> str:
     """The kubelet's own endpoints on loopback: healthz, /pods with status, /runningpods."""
     web_name, web_sandbox = _ensure_web(node)
@@ -928,6 +985,7 @@ CHECKS: tuple[Callable[[KubeletNode], str], ...] = (
     check_static_pod,
     check_restart_policy,
     check_liveness_probe,
+    check_shared_pid_namespace,
     check_kubelet_view,
     check_withdrawal,
 )

@@ -19,6 +19,7 @@ from tests.e2e.kubelet_run import (
     check_kubelet_view,
     check_liveness_probe,
     check_restart_policy,
+    check_shared_pid_namespace,
     check_static_pod,
     check_withdrawal,
     kubelet_node,
@@ -66,6 +67,10 @@ def test_exited_container_is_restarted_per_restart_policy(node: KubeletNode) -> 
 
 def test_exec_liveness_probes(node: KubeletNode) -> None:
     _run(node, check_liveness_probe)
+
+
+def test_shared_pid_namespace_pod(node: KubeletNode) -> None:
+    _run(node, check_shared_pid_namespace)
 
 
 def test_kubelet_endpoints_on_loopback(node: KubeletNode) -> None:
