@@ -3,18 +3,19 @@
 Moving a process into a cgroup (a write to ``cgroup.procs``, which ``runc create`` and
 ``runc exec`` do for every container and exec) takes the kernel's global threadgroup rwsem for
 writing. Unless the cgroup root is mounted with ``favordynmods``, entering that write side
-waits for a full RCU grace period (6 to 16 ms on our test machine), *except* when another attach
-happened within about the last grace period: then it is immediate. runc's own start-up (the Go
-runtime, reading the bundle, ``runc init``) takes roughly as long as the grace period before it
-attaches.
+waits for a full RCU grace period (6-16 ms on our test machine), *except* when another attach
+happened within about the last grace period: then it is immediate. runc's own start-up (the
+Go runtime, reading the bundle, ``runc init``) takes roughly as long as the grace period
+before it attaches.
 
-So when a container's launch begins (and before each exec), a background thread writes the
-daemon's own pid into the cgroup it is already in: a move to the same cgroup, which changes
-nothing but makes the kernel run the grace period now, in parallel with our own work and
-runc's start-up, instead of when runc reaches its attach. Measured on the test machine (the
-pod benchmark's loop, 30 pods, A/B in one sitting): StartContainer's median went from 37 to 40 ms
-to 24 to 29 ms. Every failure (no cgroupfs, a read-only one, a cgroup we may not write) is
-ignored: this is only ever an optimisation, never needed for correctness.
+So when a container's launch begins (and before each exec, and before a shared-PID pod's
+infra process joins the pod's cgroup), a background thread writes the daemon's own pid into
+the cgroup it is already in: a move to the same cgroup, which changes nothing but makes the
+kernel run the grace period now, in parallel with our own work and runc's start-up, instead
+of when runc reaches its attach. Measured on the test machine (the pod benchmark's loop, 30
+pods, A/B in one sitting): StartContainer's median went from 37-40 ms to 24-29 ms. Every
+failure (no cgroupfs, a read-only one, a cgroup we may not write) is ignored: this is only
+ever an optimisation, never needed for correctness.
 """
 
 from __future__ import annotations
