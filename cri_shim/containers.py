@@ -698,7 +698,15 @@ class ContainerManager:
             self.refresh(c)
             if c.status.state == "exited":
                 continue
-            state = self.oci_of(c).state(c.meta.id)
+            try:
+                state = self.oci_of(c).state(c.meta.id)
+            except CriError as exc:
+                # Its runtime handler left the config: nothing here can ask that runtime.
+                log.error("container left unchecked", extra={"id": c.meta.id, "error": str(exc)})
+                continue
+            except RuncError as exc:
+                log.error("container state unknown", extra={"id": c.meta.id, "error": str(exc)})
+                continue
             if state is None:
                 # Its runtime state is gone (a reboot, or a crash mid-create): it has exited.
                 self._mark_exited(c, 255, "Unknown")

@@ -544,3 +544,30 @@ def test_the_infra_process_of_a_shared_pid_pod_is_in_the_pods_cgroup(
         for path in made:
             wait_for(lambda p=path: not Path(p, "cgroup.procs").read_text(), 10, "an empty cgroup")
             os.rmdir(path)
+
+
+def test_a_handler_removed_from_the_config_does_not_stop_the_daemon(
+    env: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_b = tmp_path / "with-b.toml"
+    with_b.write_text('[runtime.handlers]\nrunc-b = "runc"\n')
+    without_b = tmp_path / "without-b.toml"
+    without_b.write_text("[runtime.handlers]\n")
+    pod_cfg, ctr_cfg = _configs(tmp_path, "gone-handler", ["sleep", "3600"])
+    monkeypatch.setenv("STOWAGE_CONFIG", str(with_b))
+    with stowage_daemon(env[0], env[1]) as d:
+        crictl(d, "pull", BUSYBOX)
+        pod = crictl(d, "runp", "--runtime", "runc-b", pod_cfg).strip()
+        ctr = crictl(d, "create", pod, ctr_cfg, pod_cfg).strip()
+        crictl(d, "start", ctr)
+        d.kill()
+        d.argv[d.argv.index("--config") + 1] = str(without_b)
+        d.start()  # starts, and says why it cannot check that container
+        assert "container left unchecked" in Path(d.log_path).read_text()
+        assert "no runtime handler 'runc-b'" in crictl(d, "rm", "-f", ctr, check=False)
+        d.kill()
+        d.argv[d.argv.index("--config") + 1] = str(with_b)
+        d.start()  # the handler is back: its container can be stopped and removed
+        st = json.loads(crictl(d, "inspect", "-o", "json", ctr))["status"]
+        assert st["state"] == "CONTAINER_RUNNING"
+        crictl(d, "rmp", "-f", pod)
